@@ -1,0 +1,56 @@
+# cext3 — entry point for building, testing and the demo.
+#
+#   make            release build in build/
+#   make sanitize   AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/
+#   make test       sanitizer build, then every unit and integration test (ctest)
+#   make demo       release build, then the end-to-end demo on an embedded default
+#   make bench      the benchmark scripts under scripts/bench/
+#   make crash-test the full crash-state sweeps (long; make test runs a sample)
+#   make install    install the programs and man pages under PREFIX (default /usr/local)
+#
+# Every target first makes sure the Debian packages are there: as root it
+# installs what is missing, otherwise it prints the exact command to run.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+PREFIX     ?= /usr/local
+CTEST_ARGS ?=
+
+.PHONY: all deps release sanitize test demo bench crash-test install clean
+
+all: release
+
+deps:
+	@sh scripts/install-deps.sh --ensure
+
+release: deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build $(BUILD) -j$(JOBS)
+
+sanitize: deps
+	cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCEXT3_SANITIZE=ON >/dev/null
+	cmake --build $(ASAN_BUILD) -j$(JOBS)
+
+# Tests run on the sanitizer build: a memory error anywhere fails the run.
+test: sanitize
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j$(JOBS) $(CTEST_ARGS)
+
+demo: release
+	bash scripts/demo.sh $(BUILD)
+
+bench: release
+	@for b in scripts/bench/*.sh; do echo "== $$b"; bash $$b $(BUILD) || exit 1; done
+
+crash-test: sanitize
+	CEXT3_CRASH_FULL=1 $(MAKE) --no-print-directory test CTEST_ARGS="-L crash"
+
+install: release
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(BUILD)/clusterify $(BUILD)/jcoord $(DESTDIR)$(PREFIX)/sbin/
+	for m in docs/*.8; do [ -f "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; done; true
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
