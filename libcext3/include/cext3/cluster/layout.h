@@ -1,0 +1,25 @@
+// Names and fixed sizes of the cext3 cluster metadata inside an ext3
+// filesystem. Byte layouts are documented in docs/FORMAT.md.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace cext3::cluster {
+
+// The hidden system directory in the root, and the files inside it.
+inline constexpr const char* kSystemDirName = ".cext3";
+inline constexpr const char* kClusterFileName = "cluster";
+inline constexpr const char* kHeartbeatFileName = "heartbeat";
+inline constexpr const char* kLocksFileName = "locks";
+// journal.00, journal.01, ...
+std::string journal_file_name(uint32_t slot);
+
+// Limits. 255 slots like OCFS2; a slot number fits one byte everywhere.
+inline constexpr uint32_t kMaxSlots = 255;
+// Every heartbeat and lock record is one 512-byte sector so a single
+// O_DIRECT write updates it atomically on any disk (512e or 4Kn sectors are
+// a multiple of it).
+inline constexpr uint32_t kRecordSize = 512;
+
+}  // namespace cext3::cluster
