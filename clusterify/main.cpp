@@ -1,18 +1,75 @@
-// clusterify: offline conversion of an ext3 filesystem into the cext3 layout.
-// The program is thin: it parses arguments and calls libcext3.
+// clusterify: offline conversion of an ext3 filesystem into the cext3 layout,
+// and its verification, report, slot changes and revert.
+// The program is thin: it parses arguments, opens the device, calls libcext3
+// and prints. Exit codes: 0 success, 1 refused or failed (one line on
+// stderr: what, why, what to do), 2 usage; verify uses fsck(8) codes.
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <cstdio>
 #include <string>
 
+#include "cext3/cluster/convert.h"
+#include "cext3/cluster/preflight.h"
+#include "commands.h"
+#include "device.h"
+#if __has_include("journal_cmd.h")
+#include "journal_cmd.h"
+#define CLUSTERIFY_HAS_JOURNAL_CMD 1
+#endif
+
+namespace clusterify {
+
+int fail(const std::string& cmd, const cext3::Status& s) {
+  std::fprintf(stderr, "clusterify %s: %s\n", cmd.c_str(), s.message().c_str());
+  return 1;
+}
+
+// A progress line on a terminal for the phases that can take long; nothing
+// when stderr is not a terminal (scripts, tests).
+cext3::cluster::ProgressFn make_progress() {
+  if (!isatty(STDERR_FILENO)) return {};
+  return [](const char* phase, uint64_t done, uint64_t total) {
+    unsigned pct = total ? static_cast<unsigned>(done * 100 / total) : 100;
+    std::fprintf(stderr, "\r%-48s %3u%%", phase, pct);
+    if (done >= total) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  };
+}
+
+}  // namespace clusterify
+
 namespace {
 
-// A subcommand that this build cannot run yet says so and exits non-zero,
-// instead of pretending to have done something.
-int not_implemented(const std::string& what) {
-  std::fprintf(stderr, "clusterify %s: not implemented in this build; nothing was written\n",
-               what.c_str());
-  return 2;
+struct ConvertArgs {
+  std::string device;
+  uint32_t slots = 0;
+  uint32_t journal_mib = 0;
+  std::string policy = "contiguous";
+  bool no_mmp = false;
+  bool dry_run = false;
+  bool yes = false;
+};
+
+int run_convert(const ConvertArgs& a) {
+  using namespace cext3::cluster;
+  ConvertOptions o;
+  o.slots = a.slots;
+  o.journal_size_mib = a.journal_mib;
+  o.policy = a.policy == "balanced" ? GroupPolicy::kBalanced : GroupPolicy::kContiguous;
+  o.mmp = !a.no_mmp;
+  o.dry_run = a.dry_run;
+  auto dev = clusterify::open_device_for_change(a.device, a.dry_run);
+  if (!dev.ok()) return clusterify::fail("convert", dev.status());
+  if (a.no_mmp && !a.dry_run)
+    std::fprintf(stderr,
+                 "clusterify convert: warning: --no-mmp: nothing will stop a stock kernel or e2fsck from using %s "
+                 "while the cluster is live; only use it where no machine mounts the disk outside jcoord\n",
+                 a.device.c_str());
+  auto r = convert_to_cluster(**dev, o, clusterify::make_progress());
+  if (!r.ok()) return clusterify::fail("convert", r.status());
+  std::fputs(describe_convert(*r).c_str(), stdout);
+  return 0;
 }
 
 }  // namespace
@@ -21,15 +78,57 @@ int main(int argc, char** argv) {
   CLI::App app{"clusterify: convert an ext3 filesystem in place for shared-disk cluster use, "
                "verify it, report on it, change its slot count, and revert it"};
   app.require_subcommand(1);
-  std::string device;
-  auto* convert = app.add_subcommand("convert", "convert a clean ext3 in place (not implemented yet)");
-  convert->add_option("DEVICE", device, "image file, block device or nbd:// URI")->required();
-  auto* verify = app.add_subcommand("verify", "fsck-style verification (not implemented yet)");
-  verify->add_option("DEVICE", device)->required();
-  auto* info = app.add_subcommand("info", "report slots, groups, journals (not implemented yet)");
-  info->add_option("DEVICE", device)->required();
-  auto* revert = app.add_subcommand("revert", "revert to plain ext3 (not implemented yet)");
-  revert->add_option("DEVICE", device)->required();
+
+  ConvertArgs ca;
+  auto* convert = app.add_subcommand("convert", "convert a clean, unmounted ext3 in place (atomic)");
+  convert->add_option("DEVICE", ca.device, "image file, block device or nbd:// URI")->required();
+  convert->add_option("--slots,-N", ca.slots, "number of node slots (1-255)")->required();
+  convert->add_option("--journal-size,-J", ca.journal_mib, "journal size per slot in MiB (default: from fs size)");
+  convert->add_option("--group-policy", ca.policy, "contiguous (slot i gets one run of groups) or balanced (round robin)")
+      ->check(CLI::IsMember({"contiguous", "balanced"}));
+  convert->add_flag("--no-mmp", ca.no_mmp, "do not enable multi-mount protection (prints a warning)");
+  convert->add_flag("--dry-run,-n", ca.dry_run, "print the plan, write nothing");
+  convert->add_flag("--yes,-y", ca.yes, "do not ask for confirmation");
+
+  clusterify::InfoArgs ia;
+  auto* info = app.add_subcommand("info", "report slots, groups, free space, journals, heartbeats, MMP");
+  info->add_option("DEVICE", ia.device)->required();
+  info->add_flag("--json", ia.json, "machine-readable output");
+
+  clusterify::VerifyArgs va;
+  auto* verify = app.add_subcommand("verify", "fsck-style check of every cluster invariant, then e2fsck");
+  verify->add_option("DEVICE", va.device)->required();
+  verify->add_flag("-n", va.no_change, "check only, change nothing");
+  verify->add_flag("-p", va.preen, "repair what is safe automatically");
+  verify->add_flag("-y", va.yes, "repair everything");
+  verify->add_flag("-f", va.force, "check even if clean (always on for the cluster checks)");
+  verify->add_flag("--json", va.json, "machine-readable output");
+
+  clusterify::RevertArgs ra;
+  auto* revert = app.add_subcommand("revert", "remove the cluster metadata: back to plain ext3 (atomic)");
+  revert->add_option("DEVICE", ra.device)->required();
+  revert->add_flag("--dry-run", ra.dry_run, "print what would be removed, write nothing");
+
+  clusterify::SlotsArgs sa;
+  auto* slots = app.add_subcommand("slots", "change the slot count offline (atomic)");
+  slots->add_option("DEVICE", sa.device)->required();
+  slots->add_option("--set", sa.slots, "new slot count")->required();
+  slots->add_option("--journal-size,-J", sa.journal_mib, "size of new journals in MiB (default: as the existing)");
+  slots->add_flag("--dry-run", sa.dry_run, "print the plan, write nothing");
+
+#ifdef CLUSTERIFY_HAS_JOURNAL_CMD
+  add_journal_command(app);
+#endif
+
   CLI11_PARSE(app, argc, argv);
-  return not_implemented(app.get_subcommands().front()->get_name());
+  if (*convert) return run_convert(ca);
+  if (*info) return clusterify::run_info(ia);
+  if (*verify) return clusterify::run_verify(va);
+  if (*revert) return clusterify::run_revert(ra);
+  if (*slots) return clusterify::run_slots(sa);
+#ifdef CLUSTERIFY_HAS_JOURNAL_CMD
+  return run_journal_command(app);
+#else
+  return 2;
+#endif
 }
