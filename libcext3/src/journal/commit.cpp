@@ -1,0 +1,318 @@
+// The commit phase: open a journal for writing, merge concurrent
+// transactions (group commit), and write descriptor, data, revoke and commit
+// blocks with the flush ordering of the chosen CommitMode.
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "journal/journal_io.h"
+#include "journal/journal_state.h"
+#include "journal/revoke_records.h"
+
+namespace cext3::journal {
+
+using namespace format;
+
+void MergedTransaction::merge(Transaction&& t) {
+  ++handles;
+  for (uint64_t b : t.revokes()) {
+    blocks.erase(b);
+    revokes.insert(b);
+  }
+  for (const auto& b : t.blocks()) {
+    revokes.erase(b.fs_block);
+    blocks[b.fs_block] = std::make_shared<const std::vector<uint8_t>>(b.data);
+  }
+  for (const auto& b : t.ordered_data())
+    ordered[b.fs_block] = std::make_shared<const std::vector<uint8_t>>(b.data);
+}
+
+Journal::Journal(std::unique_ptr<State> s) : s_(std::move(s)) {}
+Journal::~Journal() = default;
+
+Result<std::unique_ptr<Journal>> Journal::open(BlockDevice& dev, JournalMap map, const JournalOptions& opts) {
+  if (map.block_size() % dev.sector_size() != 0)
+    return Status::InvalidArgument("journal: block size " + std::to_string(map.block_size()) +
+                                   " is smaller than or not a multiple of the sector size of " + dev.name());
+  if (dev.read_only())
+    return Status::InvalidArgument("journal: " + dev.name() + " is read-only; open it read-write to commit");
+  auto sb = load_superblock(dev, map, SuperblockUse::kWrite);
+  if (!sb.ok()) return sb.status();
+  if (sb->info.blocktype != kSuperblockV2)
+    return Status::NotSupported("journal: v1 journal superblock at block " + std::to_string(map.fs_block(0)) +
+                                "; cext3 writes only v2 journals (tune2fs -O ^has_journal,has_journal recreates it)");
+  if (!sb->info.clean())
+    return Status::Busy("journal at block " + std::to_string(map.fs_block(0)) + " of " + dev.name() +
+                        " needs recovery (s_start " + std::to_string(sb->info.start) +
+                        "); replay it first (clusterify journal replay)");
+  auto st = std::make_unique<State>(dev, std::move(map));
+  st->opts = opts;
+  const bool csum3 = sb->geometry.csum_v3();
+  switch (opts.mode) {
+    case CommitMode::kAuto: st->mode = csum3 ? CommitMode::kOneFlush : CommitMode::kTwoFlush; break;
+    case CommitMode::kTwoFlush: st->mode = CommitMode::kTwoFlush; break;
+    case CommitMode::kOneFlush:
+      if (!csum3)
+        return Status::InvalidArgument("journal: one-flush commits need a csum_v3 journal (a commit block "
+                                       "durable without its body must be detectable); use kTwoFlush");
+      st->mode = CommitMode::kOneFlush;
+      break;
+  }
+  st->first = sb->info.first;
+  st->maxlen = sb->info.maxlen;
+  st->head = st->first;
+  st->used = 0;
+  st->next_tid = sb->info.sequence;
+  st->sb = std::move(sb.value());
+  return std::unique_ptr<Journal>(new Journal(std::move(st)));
+}
+
+JournalInfo Journal::info() const {
+  std::lock_guard<std::mutex> g(s_->io_mu);
+  return s_->sb.info;
+}
+
+JournalStats Journal::stats() const {
+  std::lock_guard<std::mutex> g(s_->io_mu);
+  return s_->stats;
+}
+
+const JournalMap& Journal::map() const { return s_->map; }
+CommitMode Journal::mode() const { return s_->mode; }
+
+uint64_t Journal::free_blocks() const {
+  std::lock_guard<std::mutex> g(s_->io_mu);
+  return s_->log_size() - s_->used;
+}
+
+uint64_t Journal::blocks_needed(const Transaction& txn) const {
+  if (txn.blocks().empty() && txn.revokes().empty()) return 0;
+  return s_->sb.geometry.blocks_needed(txn.blocks().size(), txn.revokes().size());
+}
+
+Status Journal::State::flush_locked() {
+  Status st = dev.flush();
+  ++stats.flushes;
+  if (!st.ok() && aborted.ok()) aborted = st.Annotate("journal aborted after a failed flush");
+  return st;
+}
+
+Status Journal::set_errno(int32_t err) {
+  std::lock_guard<std::mutex> g(s_->io_mu);
+  if (!s_->aborted.ok()) return s_->aborted;
+  s_->sb.info.errno_value = err;
+  CEXT3_RETURN_IF_ERROR(store_superblock(s_->dev, s_->map, s_->sb));
+  return s_->flush_locked();
+}
+
+Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) {
+  if (!aborted.ok()) return aborted;
+  const uint32_t bs = map.block_size();
+  const Geometry& g = sb.geometry;
+  for (const auto& [blk, data] : m.blocks)
+    if (data->size() != bs)
+      return Status::InvalidArgument("journal commit: block " + std::to_string(blk) + " image has " +
+                                     std::to_string(data->size()) + " bytes, the journal block size is " +
+                                     std::to_string(bs));
+  for (const auto& [blk, data] : m.ordered)
+    if (data->size() != bs)
+      return Status::InvalidArgument("journal commit: ordered data block " + std::to_string(blk) +
+                                     " has " + std::to_string(data->size()) + " bytes, not " +
+                                     std::to_string(bs));
+  auto fail = [&](const Status& s) -> Status {
+    if (aborted.ok()) aborted = s.Annotate("journal aborted after a failed commit");
+    return s;
+  };
+
+  // Ordered data only: no log records, just make it durable.
+  if (!m.has_log_records()) {
+    if (m.ordered.empty()) return next_tid - 1;
+    std::vector<io::BlockRef> refs;
+    for (auto& [blk, data] : m.ordered) refs.push_back({blk, const_cast<uint8_t*>(data->data())});
+    Status s = io::write_blocks(dev, bs, refs);
+    if (!s.ok()) return fail(s);
+    CEXT3_RETURN_IF_ERROR(flush_locked());
+    return next_tid - 1;
+  }
+
+  const uint64_t need = g.blocks_needed(m.blocks.size(), m.revokes.size());
+  if (need > log_size())
+    return Status::NoSpace("journal commit: the transaction needs " + std::to_string(need) +
+                           " log blocks but the whole journal log has " + std::to_string(log_size()) +
+                           "; split it into smaller transactions or use a larger journal");
+  if (need > log_size() - used) CEXT3_RETURN_IF_ERROR(checkpoint_locked());
+
+  const uint32_t tid = next_tid++;  // consumed even if the writes below fail
+  AlignedBuffer image(need * bs);
+  uint64_t k = 0;  // next block of `image`
+  auto blk = [&](uint64_t i) { return image.data() + i * bs; };
+
+  // Revoke blocks first, as jbd2 does.
+  if (!m.revokes.empty()) {
+    std::vector<uint64_t> rv(m.revokes.begin(), m.revokes.end());
+    k += encode_revoke_blocks(g, tid, rv, blk(k));
+  }
+  // Descriptor blocks, each followed by the data blocks it tags.
+  const size_t per_desc = g.tags_per_descriptor();
+  const size_t tag_bytes = g.tag_bytes();
+  auto it = m.blocks.begin();
+  while (it != m.blocks.end()) {
+    uint8_t* desc = blk(k++);
+    put_header(desc, kDescriptorBlock, tid);
+    uint8_t* tagp = desc + kHeaderSize;
+    for (size_t n = 0; n < per_desc && it != m.blocks.end(); ++n, ++it) {
+      uint8_t* data = blk(k++);
+      std::memcpy(data, it->second->data(), bs);
+      Tag t;
+      t.fs_block = it->first;
+      if (get32(data) == kMagic) {  // would look like a journal block: escape
+        put32(data, 0);
+        t.flags |= kFlagEscape;
+      }
+      if (n > 0) t.flags |= kFlagSameUuid;
+      auto next = std::next(it);
+      if (n + 1 == per_desc || next == m.blocks.end()) t.flags |= kFlagLastTag;
+      t.checksum = tag_checksum(g, tid, data);
+      encode_tag(g, tagp, t);
+      tagp += tag_bytes;
+      if (n == 0) {
+        std::memcpy(tagp, sb.info.uuid.data(), kUuidSize);
+        tagp += kUuidSize;
+      }
+    }
+    if (g.csum_v2v3()) g.set_tail_checksum(desc);
+  }
+  // Commit block.
+  uint8_t* commit = blk(k++);
+  put_header(commit, kCommitBlock, tid);
+  {
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    auto sec = std::chrono::duration_cast<std::chrono::seconds>(now);
+    auto nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(now - sec);
+    put64(commit + kCommitSec, static_cast<uint64_t>(sec.count()));
+    put32(commit + kCommitNsec, static_cast<uint32_t>(nsec.count()));
+  }
+  if (g.csum_v2v3()) g.set_commit_checksum(commit);
+  if (k != need) return fail(Status::Corruption("journal commit: internal block count mismatch"));
+
+  // The superblock must point at this transaction if the log was empty, and
+  // must carry the revoke feature before any revoke record can be replayed.
+  bool sb_dirty = false;
+  if (sb.info.start == 0) {
+    sb.info.start = static_cast<uint32_t>(head);
+    sb.info.sequence = tid;
+    sb_dirty = true;
+  }
+  if (!m.revokes.empty() && !(sb.info.feature_incompat & kIncompatRevoke)) {
+    sb.info.feature_incompat |= kIncompatRevoke;
+    sb.geometry.incompat |= kIncompatRevoke;
+    sb_dirty = true;
+  }
+
+  std::vector<io::BlockRef> body;
+  for (uint64_t i = 0; i + 1 < need; ++i) body.push_back({map.fs_block(log_pos(i)), blk(i)});
+  io::BlockRef commit_ref{map.fs_block(log_pos(need - 1)), commit};
+  std::vector<io::BlockRef> ordered;
+  for (auto& [b, data] : m.ordered) ordered.push_back({b, const_cast<uint8_t*>(data->data())});
+
+  Status s;
+  if (mode == CommitMode::kTwoFlush) {
+    // Epoch 1: ordered data, log body, superblock. Epoch 2: commit block.
+    std::vector<io::BlockRef> epoch1 = body;
+    epoch1.insert(epoch1.end(), ordered.begin(), ordered.end());
+    s = io::write_blocks(dev, bs, epoch1);
+    if (s.ok() && sb_dirty) s = store_superblock(dev, map, sb);
+    if (!s.ok()) return fail(s);
+    CEXT3_RETURN_IF_ERROR(flush_locked());
+    s = io::write_blocks(dev, bs, {commit_ref});
+    if (!s.ok()) return fail(s);
+    CEXT3_RETURN_IF_ERROR(flush_locked());
+  } else {
+    // Ordered data is not covered by the log checksums: it gets its own
+    // epoch. Then body, commit and superblock in one epoch.
+    if (!ordered.empty()) {
+      s = io::write_blocks(dev, bs, ordered);
+      if (!s.ok()) return fail(s);
+      CEXT3_RETURN_IF_ERROR(flush_locked());
+    }
+    std::vector<io::BlockRef> all = body;
+    all.push_back(commit_ref);
+    s = io::write_blocks(dev, bs, all);
+    if (s.ok() && sb_dirty) s = store_superblock(dev, map, sb);
+    if (!s.ok()) return fail(s);
+    CEXT3_RETURN_IF_ERROR(flush_locked());
+  }
+
+  head = log_pos(need);
+  used += need;
+  for (uint64_t b : m.revokes) {
+    // Older images of b in the log can no longer be replayed.
+    dirty.erase(b);
+    logged.erase(b);
+  }
+  for (auto& [b, data] : m.blocks) {
+    dirty[b] = data;
+    logged.insert(b);
+  }
+  ++stats.commits;
+  stats.handles += m.handles;
+  stats.log_blocks_written += need;
+  return tid;
+}
+
+Result<uint32_t> Journal::commit(Transaction txn) {
+  State& st = *s_;
+  State::Waiter me;
+  me.txn = std::move(txn);
+  std::unique_lock<std::mutex> lk(st.mu);
+  st.queue.push_back(&me);
+  while (!me.done) {
+    if (st.leader_active) {
+      st.cv.wait(lk);
+      continue;
+    }
+    // Become the leader: take the waiting transactions (all of them with
+    // group commit, as many as fit in the log), write them as one.
+    st.leader_active = true;
+    std::vector<State::Waiter*> batch;
+    MergedTransaction merged;
+    const Geometry& g = st.sb.geometry;
+    size_t nblocks = 0, nrevokes = 0;
+    while (!st.queue.empty()) {
+      State::Waiter* w = st.queue.front();
+      if (!batch.empty()) {
+        if (!st.opts.group_commit) break;
+        // Stop before a merge would outgrow the log.
+        if (g.blocks_needed(nblocks + w->txn.blocks().size(), nrevokes + w->txn.revokes().size()) >
+            st.log_size())
+          break;
+      }
+      st.queue.pop_front();
+      nblocks += w->txn.blocks().size();
+      nrevokes += w->txn.revokes().size();
+      merged.merge(std::move(w->txn));
+      batch.push_back(w);
+    }
+    lk.unlock();
+    Result<uint32_t> r(0u);
+    {
+      std::lock_guard<std::mutex> io(st.io_mu);
+      r = st.write_transaction_locked(merged);
+    }
+    lk.lock();
+    for (State::Waiter* w : batch) {
+      w->done = true;
+      if (r.ok()) {
+        w->tid = r.value();
+      } else {
+        w->status = r.status();
+      }
+    }
+    st.leader_active = false;
+    st.cv.notify_all();
+  }
+  if (!me.status.ok()) return me.status;
+  return me.tid;
+}
+
+}  // namespace cext3::journal
