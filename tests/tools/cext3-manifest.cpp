@@ -66,6 +66,21 @@ std::string Escape(const std::string& raw) {
   return out;
 }
 
+// libext2fs returns POSIX ACLs in the user-visible xattr format (a le32
+// version, then 8-byte entries le16 tag, le16 perm, le32 id) but writes id 0
+// for the entries that carry no id (USER_OBJ, GROUP_OBJ, MASK, OTHER), where
+// the kernel (getfattr) shows ACL_UNDEFINED_ID. Normalize to the kernel's
+// form so the digest is the one a mounted view gives.
+void NormalizePosixAcl(std::string& value) {
+  constexpr size_t kHeader = 4, kEntry = 8;
+  if (value.size() < kHeader || (value.size() - kHeader) % kEntry != 0) return;
+  for (size_t off = kHeader; off < value.size(); off += kEntry) {
+    auto* e = reinterpret_cast<unsigned char*>(value.data() + off);
+    unsigned tag = e[0] | (e[1] << 8);
+    if (tag == 0x01 || tag == 0x04 || tag == 0x10 || tag == 0x20) std::memset(e + 4, 0xff, 4);
+  }
+}
+
 void PutLe64(uint8_t* p, uint64_t v) {
   for (int i = 0; i < 8; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
 }
@@ -202,8 +217,10 @@ class ManifestWriter {
       size_t len = 0;
       err = ext2fs_xattr_get(handle, name.c_str(), &value, &len);
       if (err) break;
-      parts.push_back(Escape(name) + "=" + cext3::Sha256::ToHex(cext3::Sha256::Of(value, len)));
+      std::string bytes(static_cast<const char*>(value), len);
       ext2fs_free_mem(&value);
+      if (name == "system.posix_acl_access" || name == "system.posix_acl_default") NormalizePosixAcl(bytes);
+      parts.push_back(Escape(name) + "=" + cext3::Sha256::ToHex(cext3::Sha256::Of(bytes.data(), bytes.size())));
     }
     if (handle) ext2fs_xattrs_close(&handle);
     if (err) {
