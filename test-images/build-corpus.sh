@@ -274,10 +274,26 @@ make_neg_needs_recovery() {
   dumpe2fs -h "$1" 2>/dev/null | grep -q '^Filesystem features:.*needs_recovery' ||
     die "neg-needs-recovery: debugfs did not leave needs_recovery set; check the debugfs journal commands"
 }
-make_neg_bad_superblock() {
+make_neg_bad_magic() {
   # s_magic (0xEF53) lives at byte 56 of the superblock, which starts at 1024.
+  # The backups are intact: e2fsck falls back to them, a tool that trusts
+  # the primary superblock must refuse.
   small_ext3 "$1" -t ext3
   printf '\x00\x00' | dd of="$1" bs=1 seek=$((1024 + 56)) conv=notrunc status=none
+}
+make_neg_bad_superblock() {
+  # Bad counts in the primary superblock: s_r_blocks_count (byte 8) set to
+  # s_blocks_count (byte 4). ext2fs_open accepts it; e2fsck -fn exits 8.
+  small_ext3 "$1" -t ext3
+  python3 - "$1" <<'PYEOF'
+import struct, sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(1024)
+    sb = bytearray(f.read(1024))
+    struct.pack_into("<I", sb, 8, struct.unpack_from("<I", sb, 4)[0])
+    f.seek(1024)
+    f.write(sb)
+PYEOF
 }
 make_neg_truncated() {
   small_ext3 "$1" -t ext3
@@ -292,7 +308,8 @@ NEGATIVES=(
   "neg-ext2|refuse:no-journal|ext2: no has_journal"
   "neg-ext4-extents|refuse:unsupported-feature|ext4 with extents"
   "neg-needs-recovery|refuse:needs-recovery|ext3 with a committed unreplayed transaction and needs_recovery set"
-  "neg-bad-superblock|refuse:bad-superblock|ext3 with s_magic zeroed at offset 1024+56"
+  "neg-bad-magic|refuse:bad-superblock|ext3 with the primary s_magic zeroed (offset 1024+56); backups intact"
+  "neg-bad-superblock|refuse:bad-superblock|ext3 whose primary superblock has r_blocks_count = blocks_count; e2fsck -fn exits 8"
   "neg-truncated|refuse:truncated|ext3 of 16 MiB cut to 8 MiB"
   "neg-garbage|refuse:not-ext|16 MiB of pseudo-random bytes"
 )
