@@ -12,8 +12,6 @@ int not_implemented(const char* what) {
 }
 }  // namespace
 
-int run_info(const InfoArgs&) { return not_implemented("info"); }
-int run_verify(const VerifyArgs&) { return not_implemented("verify"); }
 int run_revert(const RevertArgs&) { return not_implemented("revert"); }
 int run_slots(const SlotsArgs&) { return not_implemented("slots"); }
 
