@@ -36,9 +36,10 @@ Status Journal::State::checkpoint_locked() {
     }
     CEXT3_RETURN_IF_ERROR(flush_locked());
   }
+  // The head stays where it is (as in jbd2): the next transaction starts
+  // there and the log wraps past s_maxlen back to s_first.
   dirty.clear();
   logged.clear();
-  head = first;
   used = 0;
   ++stats.checkpoints;
   return Status::OK();

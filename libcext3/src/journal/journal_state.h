@@ -2,8 +2,9 @@
 // commit (commit.cpp) and checkpoint (checkpoint.cpp) phases.
 //
 // Invariants (all guarded by io_mu):
-//  * the on-disk log holds the transactions [tail_tid, next_tid) in the
-//    log blocks [tail, head) (wrapping from maxlen to first), `used` blocks;
+//  * the on-disk log holds the transactions committed since the last
+//    checkpoint in the `used` log blocks before `head` (wrapping from maxlen
+//    to first); the first of them is sb.info.start;
 //    used == 0 iff the log is empty, and then sb.info.start == 0 on disk
 //    once the last checkpoint's flush returned;
 //  * `dirty` holds, for every block logged by a committed transaction and

@@ -1,0 +1,208 @@
+// Unit tests of the journal writer, checkpointer and replayer on a memory
+// device. Interop with e2fsprogs and the kernel is in
+// tests/integration/journal_*.sh; crash states in crash_test.cpp.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <map>
+#include <random>
+#include <thread>
+
+#include "cext3/journal.h"
+#include "cext3/memory_device.h"
+#include "journal/jbd2_format.h"
+
+namespace cj = cext3::journal;
+
+namespace {
+
+constexpr uint32_t kBs = 4096;
+constexpr uint64_t kJournalFirst = 16;  // fs block of journal block 0
+
+std::vector<uint8_t> image_of(uint64_t block, uint32_t version) {
+  std::vector<uint8_t> v(kBs);
+  std::mt19937 rng(static_cast<uint32_t>(block * 7919 + version));
+  for (auto& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
+
+std::vector<uint8_t> read_fs_block(cext3::MemoryDevice& dev, uint64_t b) {
+  return std::vector<uint8_t>(dev.bytes().begin() + b * kBs, dev.bytes().begin() + (b + 1) * kBs);
+}
+
+struct Fixture {
+  cext3::MemoryDevice dev{256 * kBs};
+  cj::JournalMap map;
+  explicit Fixture(uint64_t jblocks = 32, uint32_t incompat = cj::kIncompatRevoke) {
+    map = cj::JournalMap::contiguous(kBs, kJournalFirst, jblocks).value();
+    cj::FormatOptions fo;
+    fo.sequence = 7;
+    fo.uuid[0] = 0x42;
+    fo.feature_incompat = incompat;
+    REQUIRE(cj::format_journal(dev, map, fo).ok());
+  }
+};
+
+}  // namespace
+
+TEST_CASE("journal: format writes a clean v2 superblock", "[journal]") {
+  Fixture f;
+  auto info = cj::read_journal_info(f.dev, f.map);
+  REQUIRE(info.ok());
+  CHECK(info->blocktype == 4);
+  CHECK(info->clean());
+  CHECK(info->sequence == 7);
+  CHECK(info->first == 1);
+  CHECK(info->maxlen == 32);
+  CHECK(info->block_size == kBs);
+  CHECK((info->feature_incompat & cj::kIncompatRevoke) != 0);
+}
+
+TEST_CASE("journal: committed blocks replay in place, uncommitted state stays clean", "[journal]") {
+  for (uint32_t incompat : {cj::kIncompatRevoke, cj::kIncompatRevoke | cj::kIncompatCsumV3,
+                            cj::kIncompatRevoke | cj::kIncompat64Bit}) {
+    INFO("incompat " << incompat);
+    Fixture f(32, incompat);
+    auto j = cj::Journal::open(f.dev, f.map);
+    REQUIRE(j.ok());
+    cj::Transaction t;
+    REQUIRE(t.add_block(100, image_of(100, 1)).ok());
+    auto magic_block = image_of(101, 1);
+    cj::format::put32(magic_block.data(), cj::format::kMagic);  // must be escaped
+    REQUIRE(t.add_block(101, magic_block).ok());
+    auto tid = (*j)->commit(std::move(t));
+    REQUIRE(tid.ok());
+    CHECK(tid.value() == 7);
+    CHECK_FALSE(cj::read_journal_info(f.dev, f.map)->clean());
+    // Nothing in place yet.
+    CHECK(read_fs_block(f.dev, 100) == std::vector<uint8_t>(kBs, 0));
+    j.value().reset();  // "crash": drop the writer without checkpoint
+    auto rep = cj::recover_journal(f.dev, f.map);
+    REQUIRE(rep.ok());
+    CHECK(rep->transactions == 1);
+    CHECK(rep->blocks_replayed == 2);
+    CHECK(rep->new_sequence == 9);  // end tid 8, plus one, as e2fsck does
+    CHECK(read_fs_block(f.dev, 100) == image_of(100, 1));
+    CHECK(read_fs_block(f.dev, 101) == magic_block);
+    CHECK(cj::read_journal_info(f.dev, f.map)->clean());
+    // A second replay is a no-op.
+    auto again = cj::recover_journal(f.dev, f.map);
+    REQUIRE(again.ok());
+    CHECK(again->was_clean);
+  }
+}
+
+TEST_CASE("journal: revoke suppresses older images, later images win, wrap-around", "[journal]") {
+  Fixture f(16);  // 15 log blocks: forces checkpoints and wrap
+  auto j = cj::Journal::open(f.dev, f.map);
+  REQUIRE(j.ok());
+  std::map<uint64_t, std::vector<uint8_t>> expect;
+  for (uint32_t v = 1; v <= 12; ++v) {
+    cj::Transaction t;
+    for (uint64_t b = 100; b < 103; ++b) {
+      REQUIRE(t.add_block(b + v % 3, image_of(b + v % 3, v)).ok());
+      expect[b + v % 3] = image_of(b + v % 3, v);
+    }
+    if (v == 11) {
+      t.revoke(200);  // never logged: harmless
+    }
+    REQUIRE((*j)->commit(std::move(t)).ok());
+  }
+  cj::Transaction last;
+  last.revoke(102);  // 102's newest image must not come back
+  REQUIRE((*j)->commit(std::move(last)).ok());
+  auto before_102 = read_fs_block(f.dev, 102);
+  j.value().reset();
+  auto rep = cj::recover_journal(f.dev, f.map);
+  REQUIRE(rep.ok());
+  CHECK(rep->transactions >= 1);
+  for (auto& [b, img] : expect)
+    if (b != 102) CHECK(read_fs_block(f.dev, b) == img);
+  CHECK(read_fs_block(f.dev, 102) == before_102);
+}
+
+TEST_CASE("journal: checkpoint writes in place and empties the log", "[journal]") {
+  Fixture f;
+  auto j = cj::Journal::open(f.dev, f.map);
+  REQUIRE(j.ok());
+  cj::Transaction t;
+  REQUIRE(t.add_block(120, image_of(120, 3)).ok());
+  REQUIRE((*j)->commit(std::move(t)).ok());
+  REQUIRE((*j)->checkpoint().ok());
+  CHECK(read_fs_block(f.dev, 120) == image_of(120, 3));
+  auto info = cj::read_journal_info(f.dev, f.map);
+  CHECK(info->clean());
+  CHECK(info->sequence == 8);
+  CHECK((*j)->free_blocks() == 31);
+}
+
+TEST_CASE("journal: forced checkpoint of chosen blocks revokes them", "[journal]") {
+  Fixture f;
+  auto j = cj::Journal::open(f.dev, f.map);
+  REQUIRE(j.ok());
+  cj::Transaction t;
+  REQUIRE(t.add_block(130, image_of(130, 1)).ok());
+  REQUIRE(t.add_block(131, image_of(131, 1)).ok());
+  REQUIRE((*j)->commit(std::move(t)).ok());
+  std::vector<uint64_t> give_away{130};
+  REQUIRE((*j)->checkpoint_blocks(cj::Transaction{}, give_away).ok());
+  CHECK(read_fs_block(f.dev, 130) == image_of(130, 1));
+  // Another node now changes 130 in place; our replay must not undo it.
+  auto theirs = image_of(130, 99);
+  std::memcpy(f.dev.bytes().data() + 130 * kBs, theirs.data(), kBs);
+  j.value().reset();
+  REQUIRE(cj::recover_journal(f.dev, f.map).ok());
+  CHECK(read_fs_block(f.dev, 130) == theirs);
+  CHECK(read_fs_block(f.dev, 131) == image_of(131, 1));
+}
+
+TEST_CASE("journal: a transaction larger than the journal is refused clearly", "[journal]") {
+  Fixture f(8);
+  auto j = cj::Journal::open(f.dev, f.map);
+  REQUIRE(j.ok());
+  cj::Transaction t;
+  for (uint64_t b = 100; b < 110; ++b) REQUIRE(t.add_block(b, image_of(b, 1)).ok());
+  auto r = (*j)->commit(std::move(t));
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == cext3::Status::Code::kNoSpace);
+  CHECK(r.status().message().find("larger journal") != std::string::npos);
+}
+
+TEST_CASE("journal: a dirty journal is refused for writing until replayed", "[journal]") {
+  Fixture f;
+  {
+    auto j = cj::Journal::open(f.dev, f.map);
+    cj::Transaction t;
+    REQUIRE(t.add_block(100, image_of(100, 1)).ok());
+    REQUIRE((*j)->commit(std::move(t)).ok());
+  }
+  auto again = cj::Journal::open(f.dev, f.map);
+  REQUIRE_FALSE(again.ok());
+  CHECK(again.status().code() == cext3::Status::Code::kBusy);
+}
+
+TEST_CASE("journal: concurrent committers share commits (group commit)", "[journal]") {
+  Fixture f(24);
+  auto j = cj::Journal::open(f.dev, f.map);
+  REQUIRE(j.ok());
+  constexpr int kThreads = 8, kPer = 20;
+  std::vector<std::thread> th;
+  std::atomic<int> failures{0};
+  for (int i = 0; i < kThreads; ++i)
+    th.emplace_back([&, i] {
+      for (int k = 0; k < kPer; ++k) {
+        cj::Transaction t;
+        if (!t.add_block(220 + i, image_of(220 + i, k)).ok()) ++failures;
+        if (!(*j)->commit(std::move(t)).ok()) ++failures;
+      }
+    });
+  for (auto& t : th) t.join();
+  CHECK(failures == 0);
+  auto st = (*j)->stats();
+  CHECK(st.handles == kThreads * kPer);
+  CHECK(st.commits <= st.handles);
+  j.value().reset();
+  REQUIRE(cj::recover_journal(f.dev, f.map).ok());
+  for (int i = 0; i < kThreads; ++i) CHECK(read_fs_block(f.dev, 220 + i) == image_of(220 + i, kPer - 1));
+}
