@@ -129,6 +129,12 @@ fs_used_percent() {  # IMAGE -> integer percent of blocks in use
     END { if (total > 0) printf "%d\n", (total - free) * 100 / total; else print 0 }'
 }
 
+run_mke2fs() {  # NAME ARGS...: quiet unless it fails
+  local name=$1; shift
+  mke2fs "$@" >"$WORK/mke2fs.out" 2>&1 ||
+    { cat "$WORK/mke2fs.out" >&2; die "$name: mke2fs $* failed (above); check the e2fsprogs version and free disk space"; }
+}
+
 check_clean() {  # IMAGE NAME
   local out rc=0
   out=$(e2fsck -fn "$1" 2>&1) || rc=$?
@@ -168,7 +174,7 @@ build_positive() {
                --tree-budget "$budget" --bigdir-entries "$bigdir_entries" --seed "$(printf '%s' "$name" | cksum | cut -d' ' -f1)")
     truncate -s "${mib}M" "$tmp"
     if [ "$METHOD" = kernel ]; then
-      mke2fs "${mkfs_opts[@]}" "$tmp" >/dev/null 2>&1
+      run_mke2fs "$name" "${mkfs_opts[@]}" "$tmp"
       mount_image "$tmp" "$WORK/mnt" || die "$name: cannot loop-mount the new image: $(cat "$WORK/mount.err")"
       "${pop[@]}" --fill-used-percent 97 "$MNT" | sed "s/^/  $name: /"
       unmount_image
@@ -181,7 +187,7 @@ build_positive() {
           local nofill=${content//fill/}; nofill=${nofill//,,/,}; nofill=${nofill#,}; nofill=${nofill%,}
           python3 "$HERE/populate.py" --block-size "$bs" --inode-size "$isz" --content "${nofill:-edge}" \
             --tree-budget "$budget" "$stage" | sed "s/^/  $name: /"
-          mke2fs "${mkfs_opts[@]}" -d "$stage" "$tmp" 2>/dev/null
+          run_mke2fs "$name" "${mkfs_opts[@]}" -d "$stage" "$tmp"
           local total free
           total=$(dumpe2fs -h "$tmp" 2>/dev/null | awk -F: '/^Block count:/ {print $2+0}')
           free=$(dumpe2fs -h "$tmp" 2>/dev/null | awk -F: '/^Free blocks:/ {print $2+0}')
@@ -196,7 +202,7 @@ build_positive() {
           "${pop[@]}" "$stage" | sed "s/^/  $name: /"
           ;;
       esac
-      mke2fs "${mkfs_opts[@]}" -d "$stage" "$tmp" 2>/dev/null
+      run_mke2fs "$name" "${mkfs_opts[@]}" -d "$stage" "$tmp"
       chattr -R -i -a "$stage" 2>/dev/null || true
       rm -rf "$stage"
     fi
@@ -258,7 +264,7 @@ small_ext3() {  # FILE [mke2fs options]: a 16 MiB ext3 with a few files
   rm -rf "$stage"; mkdir -p "$stage/dir"
   echo "negative image payload" >"$stage/dir/file"
   truncate -s 16M "$f"
-  mke2fs -q -F -b 1024 -I 256 -d "$stage" "$@" "$f" 2>/dev/null
+  run_mke2fs "$(basename "$f")" -q -F -b 1024 -I 256 -d "$stage" "$@" "$f"
   rm -rf "$stage"
 }
 make_neg_ext2() { small_ext3 "$1" -t ext2; }
