@@ -133,45 +133,51 @@ Result<SystemFileExtent> create_contiguous_file(ext2_filsys fs, ext2_ino_t dir, 
   return e;
 }
 
-Status remove_file(ext2_filsys fs, ext2_ino_t dir, const std::string& name, ext2_ino_t ino) {
+namespace {
+
+// Free every block of inode `ino` (data and indirect) in the bitmaps and
+// counts, then clear the inode. The freed blocks are not written: an
+// unlinked file's blocks need no scrubbing, and not writing them keeps the
+// journal transaction small (only bitmaps, descriptors, the inode table block
+// and the directory change).
+int collect_block(ext2_filsys, blk64_t* blocknr, e2_blkcnt_t, blk64_t, int, void* priv) {
+  static_cast<std::vector<blk64_t>*>(priv)->push_back(*blocknr);
+  return 0;
+}
+
+Status release_inode(ext2_filsys fs, ext2_ino_t ino, bool is_dir, const std::string& what) {
+  std::vector<blk64_t> blocks;
+  errcode_t err = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY, nullptr, collect_block, &blocks);
+  if (err) return ext2_status(err, "listing the blocks of " + what);
+  for (blk64_t b : blocks) ext2fs_block_alloc_stats2(fs, b, -1);
   ext2_inode inode;
-  errcode_t err = ext2fs_read_inode(fs, ino, &inode);
-  if (err) return ext2_status(err, "reading /.cext3/" + name);
-  inode.i_flags &= ~EXT2_IMMUTABLE_FL;
-  err = ext2fs_punch(fs, ino, &inode, nullptr, 0, ~0ULL);
-  if (err) return ext2_status(err, "freeing the blocks of /.cext3/" + name);
   err = ext2fs_read_inode(fs, ino, &inode);
-  if (err) return ext2_status(err, "re-reading /.cext3/" + name);
+  if (err) return ext2_status(err, "reading " + what);
+  std::memset(inode.i_block, 0, sizeof inode.i_block);
   inode.i_links_count = 0;
   inode.i_flags &= ~EXT2_IMMUTABLE_FL;
   inode.i_size = 0;
+  inode.i_size_high = 0;
+  ext2fs_iblk_set(fs, &inode, 0);
   inode.i_dtime = static_cast<uint32_t>(std::time(nullptr));
   err = ext2fs_write_inode(fs, ino, &inode);
-  if (err) return ext2_status(err, "writing /.cext3/" + name);
-  ext2fs_inode_alloc_stats2(fs, ino, -1, 0);
-  err = ext2fs_unlink(fs, dir, name.c_str(), ino, 0);
-  if (err) return ext2_status(err, "removing the entry /.cext3/" + name);
+  if (err) return ext2_status(err, "writing " + what);
+  ext2fs_inode_alloc_stats2(fs, ino, -1, is_dir ? 1 : 0);
   return Status::OK();
 }
 
+}  // namespace
+
+Status remove_file(ext2_filsys fs, ext2_ino_t dir, const std::string& name, ext2_ino_t ino) {
+  errcode_t err = ext2fs_unlink(fs, dir, name.c_str(), ino, 0);
+  if (err) return ext2_status(err, "removing the entry /.cext3/" + name);
+  return release_inode(fs, ino, false, "/.cext3/" + name);
+}
+
 Status remove_system_dir(ext2_filsys fs, ext2_ino_t dir) {
-  ext2_inode inode;
-  errcode_t err = ext2fs_read_inode(fs, dir, &inode);
-  if (err) return ext2_status(err, "reading /.cext3");
-  inode.i_flags &= ~EXT2_IMMUTABLE_FL;
-  err = ext2fs_punch(fs, dir, &inode, nullptr, 0, ~0ULL);
-  if (err) return ext2_status(err, "freeing the blocks of /.cext3");
-  err = ext2fs_read_inode(fs, dir, &inode);
-  if (err) return ext2_status(err, "re-reading /.cext3");
-  inode.i_links_count = 0;
-  inode.i_size = 0;
-  inode.i_flags &= ~EXT2_IMMUTABLE_FL;
-  inode.i_dtime = static_cast<uint32_t>(std::time(nullptr));
-  err = ext2fs_write_inode(fs, dir, &inode);
-  if (err) return ext2_status(err, "writing /.cext3");
-  ext2fs_inode_alloc_stats2(fs, dir, -1, 1);
-  err = ext2fs_unlink(fs, EXT2_ROOT_INO, kSystemDirName, dir, 0);
+  errcode_t err = ext2fs_unlink(fs, EXT2_ROOT_INO, kSystemDirName, dir, 0);
   if (err) return ext2_status(err, "removing the entry /.cext3");
+  CEXT3_RETURN_IF_ERROR(release_inode(fs, dir, true, "/.cext3"));
   // The root loses the ".." link the directory held.
   ext2_inode root;
   err = ext2fs_read_inode(fs, EXT2_ROOT_INO, &root);
