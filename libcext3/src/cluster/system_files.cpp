@@ -189,6 +189,32 @@ Status remove_system_dir(ext2_filsys fs, ext2_ino_t dir) {
   return Status::OK();
 }
 
+namespace {
+
+struct ContiguityWalk {
+  uint64_t first = 0;
+  uint64_t count = 0;
+  uint64_t seen = 0;
+  std::string error;
+};
+
+// One pass over the block map (each indirect block read once).
+int check_block(ext2_filsys, blk64_t* blocknr, e2_blkcnt_t blockcnt, blk64_t, int, void* priv) {
+  auto* w = static_cast<ContiguityWalk*>(priv);
+  if (blockcnt < 0) return 0;
+  const uint64_t i = static_cast<uint64_t>(blockcnt);
+  if (i >= w->count || *blocknr != w->first + i) {
+    w->error = "block " + std::to_string(i) + " is at " + std::to_string(*blocknr) +
+               (i >= w->count ? ", past the header's length"
+                              : ", not at " + std::to_string(w->first + i) + " as the cluster header says (not contiguous)");
+    return BLOCK_ABORT;
+  }
+  ++w->seen;
+  return 0;
+}
+
+}  // namespace
+
 Status check_contiguous(ext2_filsys fs, ext2_ino_t ino, uint64_t first, uint64_t count) {
   ext2_inode inode;
   errcode_t err = ext2fs_read_inode(fs, ino, &inode);
@@ -198,16 +224,15 @@ Status check_contiguous(ext2_filsys fs, ext2_ino_t ino, uint64_t first, uint64_t
   if (EXT2_I_SIZE(&inode) != count * fs->blocksize)
     return Status::Corruption("inode " + std::to_string(ino) + " has size " + std::to_string(EXT2_I_SIZE(&inode)) +
                               ", the header says " + std::to_string(count * fs->blocksize));
-  std::vector<char> buf(2 * fs->blocksize);
-  for (uint64_t i = 0; i < count; ++i) {
-    blk64_t phys = 0;
-    err = ext2fs_bmap2(fs, ino, &inode, buf.data(), 0, i, nullptr, &phys);
-    if (err) return ext2_status(err, "mapping inode " + std::to_string(ino));
-    if (phys != first + i)
-      return Status::Corruption("inode " + std::to_string(ino) + " block " + std::to_string(i) + " is at " +
-                                std::to_string(phys) + ", not at " + std::to_string(first + i) +
-                                " as the cluster header says (not contiguous)");
-  }
+  ContiguityWalk w;
+  w.first = first;
+  w.count = count;
+  err = ext2fs_block_iterate3(fs, ino, BLOCK_FLAG_READ_ONLY | BLOCK_FLAG_DATA_ONLY, nullptr, check_block, &w);
+  if (err) return ext2_status(err, "mapping inode " + std::to_string(ino));
+  if (!w.error.empty()) return Status::Corruption("inode " + std::to_string(ino) + " " + w.error);
+  if (w.seen != count)
+    return Status::Corruption("inode " + std::to_string(ino) + " maps " + std::to_string(w.seen) + " of its " +
+                              std::to_string(count) + " blocks (holes)");
   return Status::OK();
 }
 
