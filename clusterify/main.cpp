@@ -13,10 +13,7 @@
 #include "cext3/cluster/preflight.h"
 #include "commands.h"
 #include "device.h"
-#if __has_include("journal_cmd.h")
 #include "journal_cmd.h"
-#define CLUSTERIFY_HAS_JOURNAL_CMD 1
-#endif
 
 namespace clusterify {
 
@@ -116,9 +113,7 @@ int main(int argc, char** argv) {
   slots->add_option("--journal-size,-J", sa.journal_mib, "size of new journals in MiB (default: as the existing)");
   slots->add_flag("--dry-run", sa.dry_run, "print the plan, write nothing");
 
-#ifdef CLUSTERIFY_HAS_JOURNAL_CMD
   add_journal_command(app);
-#endif
 
   CLI11_PARSE(app, argc, argv);
   if (*convert) return run_convert(ca);
@@ -126,9 +121,5 @@ int main(int argc, char** argv) {
   if (*verify) return clusterify::run_verify(va);
   if (*revert) return clusterify::run_revert(ra);
   if (*slots) return clusterify::run_slots(sa);
-#ifdef CLUSTERIFY_HAS_JOURNAL_CMD
   return run_journal_command(app);
-#else
-  return 2;
-#endif
 }
