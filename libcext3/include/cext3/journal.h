@@ -150,6 +150,10 @@ class Transaction {
   const std::vector<Block>& blocks() const { return blocks_; }
   const std::vector<uint64_t>& revokes() const { return revokes_; }
   const std::vector<Block>& ordered_data() const { return ordered_; }
+  // Move the images out (the journal takes them without copying); the
+  // transaction is empty afterwards.
+  std::vector<Block> take_blocks();
+  std::vector<Block> take_ordered_data();
 
  private:
   std::vector<Block> blocks_;

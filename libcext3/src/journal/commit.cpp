@@ -19,12 +19,12 @@ void MergedTransaction::merge(Transaction&& t) {
     blocks.erase(b);
     revokes.insert(b);
   }
-  for (const auto& b : t.blocks()) {
+  for (auto& b : t.take_blocks()) {
     revokes.erase(b.fs_block);
-    blocks[b.fs_block] = std::make_shared<const std::vector<uint8_t>>(b.data);
+    blocks[b.fs_block] = std::make_shared<const std::vector<uint8_t>>(std::move(b.data));
   }
-  for (const auto& b : t.ordered_data())
-    ordered[b.fs_block] = std::make_shared<const std::vector<uint8_t>>(b.data);
+  for (auto& b : t.take_ordered_data())
+    ordered[b.fs_block] = std::make_shared<const std::vector<uint8_t>>(std::move(b.data));
 }
 
 Journal::Journal(std::unique_ptr<State> s) : s_(std::move(s)) {}
@@ -143,7 +143,10 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
   if (need > log_size() - used) CEXT3_RETURN_IF_ERROR(checkpoint_locked());
 
   const uint32_t tid = next_tid++;  // consumed even if the writes below fail
-  AlignedBuffer image(need * bs);
+  // The log image is staged in one reusable aligned buffer: fresh large
+  // allocations cost a page fault per page, which dominated big commits.
+  if (staging.size() < need * bs) staging = AlignedBuffer(need * bs);
+  AlignedBuffer& image = staging;
   uint64_t k = 0;  // next block of `image`
   auto blk = [&](uint64_t i) { return image.data() + i * bs; };
 
@@ -158,6 +161,7 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
   auto it = m.blocks.begin();
   while (it != m.blocks.end()) {
     uint8_t* desc = blk(k++);
+    std::memset(desc, 0, bs);
     put_header(desc, kDescriptorBlock, tid);
     uint8_t* tagp = desc + kHeaderSize;
     for (size_t n = 0; n < per_desc && it != m.blocks.end(); ++n, ++it) {
@@ -184,6 +188,7 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
   }
   // Commit block.
   uint8_t* commit = blk(k++);
+  std::memset(commit, 0, bs);
   put_header(commit, kCommitBlock, tid);
   {
     auto now = std::chrono::system_clock::now().time_since_epoch();

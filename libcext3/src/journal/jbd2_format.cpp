@@ -22,9 +22,40 @@ const std::array<uint32_t, 256>& crc_table() {
   return table;
 }
 
+#if defined(__x86_64__)
+// The SSE4.2 crc32 instruction computes exactly this CRC (Castagnoli,
+// reflected, no inversion); about 10x the table's speed, which matters for
+// csum_v3 commits of large transactions.
+__attribute__((target("sse4.2"))) uint32_t crc32c_sse42(uint32_t crc, const uint8_t* p, size_t len) {
+  uint64_t c = crc;
+  while (len >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    c = __builtin_ia32_crc32di(c, v);
+    p += 8;
+    len -= 8;
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  while (len--) c32 = __builtin_ia32_crc32qi(c32, *p++);
+  return c32;
+}
+
+bool have_sse42() {
+  static const bool yes = __builtin_cpu_supports("sse4.2");
+  return yes;
+}
+#endif
+
 }  // namespace
 
 uint32_t crc32c_raw(uint32_t crc, const void* data, size_t len) {
+#if defined(__x86_64__)
+  if (have_sse42()) return crc32c_sse42(crc, static_cast<const uint8_t*>(data), len);
+#endif
+  return crc32c_table(crc, data, len);
+}
+
+uint32_t crc32c_table(uint32_t crc, const void* data, size_t len) {
   const auto& t = crc_table();
   const auto* p = static_cast<const uint8_t*>(data);
   for (size_t i = 0; i < len; ++i) crc = t[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);

@@ -81,6 +81,8 @@ inline void put64(uint8_t* p, uint64_t v) {
 // jbd2's checksum primitive: CRC-32C over `data`, continuing from `crc`,
 // with no pre- or post-inversion (Linux crc32c(), e2fsprogs ext2fs_crc32c_le).
 uint32_t crc32c_raw(uint32_t crc, const void* data, size_t len);
+// The portable table implementation (crc32c_raw uses SSE4.2 when present).
+uint32_t crc32c_table(uint32_t crc, const void* data, size_t len);
 
 // Transaction ids wrap; compare them as the kernel does (tid_gt / tid_geq).
 inline bool tid_gt(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) > 0; }

@@ -57,7 +57,10 @@ Status run_batches(BlockDevice& dev, uint32_t bs, std::vector<Run>& runs, IoRequ
       req.op = op;
       req.offset = r.first_block * bs;
       req.len = r.refs.size() * bs;
-      if (r.refs.size() == 1) {
+      bool adjacent = true;  // already one contiguous span in memory?
+      for (size_t k = 1; k < r.refs.size() && adjacent; ++k)
+        adjacent = r.refs[k].data == r.refs[0].data + k * bs;
+      if (adjacent) {
         req.buf = r.refs[0].data;
       } else {
         r.buf = AlignedBuffer(req.len);
@@ -72,7 +75,7 @@ Status run_batches(BlockDevice& dev, uint32_t bs, std::vector<Run>& runs, IoRequ
     if (op == IoRequest::Op::kRead)
       for (size_t j = i; j < std::min(runs.size(), i + kMaxBatch); ++j) {
         Run& r = runs[j];
-        if (r.refs.size() > 1)
+        if (r.buf.size() > 0)
           for (size_t k = 0; k < r.refs.size(); ++k)
             std::memcpy(r.refs[k].data, r.buf.data() + k * bs, bs);
       }

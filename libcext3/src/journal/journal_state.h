@@ -61,6 +61,7 @@ struct Journal::State {
   std::map<uint64_t, std::shared_ptr<const std::vector<uint8_t>>> dirty;
   std::set<uint64_t> logged;
   Status aborted;  // first I/O failure; every later commit returns it
+  AlignedBuffer staging;  // log image of the transaction being written
   JournalStats stats;
 
   uint64_t log_size() const { return maxlen - first; }

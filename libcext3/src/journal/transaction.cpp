@@ -1,6 +1,7 @@
 // Transaction: the blocks one atomic change logs, revokes and orders.
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "cext3/journal.h"
 
@@ -53,6 +54,16 @@ Status Transaction::add_ordered_data(uint64_t fs_block, std::span<const uint8_t>
     ordered_.push_back(Block{fs_block, std::vector<uint8_t>(data.begin(), data.end())});
   }
   return Status::OK();
+}
+
+std::vector<Transaction::Block> Transaction::take_blocks() {
+  block_index_.clear();
+  return std::exchange(blocks_, {});
+}
+
+std::vector<Transaction::Block> Transaction::take_ordered_data() {
+  ordered_index_.clear();
+  return std::exchange(ordered_, {});
 }
 
 }  // namespace cext3::journal
