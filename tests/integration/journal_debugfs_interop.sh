@@ -66,4 +66,16 @@ run_case plain-1k 1024 "" -t ext3
 # ext4 defaults add 64bit, so the v3 case also covers 64-bit tags.
 run_case csum-v3-64bit-4k 4096 "-c" -t ext4 -O metadata_csum
 run_case csum-v2-1k 1024 "-v 2 -c" -t ext4 -O metadata_csum,^64bit
+# needs_recovery set on a clean journal: both move the sequence on and clear it.
+img=$W/flag.img
+mke2fs -q -F -t ext3 -b 4096 "$img" 16M
+debugfs -w -R "ssv kbytes_written 0" "$img" >/dev/null 2>&1
+debugfs -w -R "feature needs_recovery" "$img" >/dev/null 2>&1
+cp "$img" "$W/A.img"; cp "$img" "$W/B.img"
+e2fsck -fy "$W/A.img" >/dev/null 2>&1 || true
+"$CL" journal replay "$W/B.img" --main
+rc=0; e2fsck -fy "$W/B.img" >"$W/B.log" 2>&1 || rc=$?
+[ $rc -eq 0 ] || { echo "FAIL flag: e2fsck after our replay exited $rc"; cat "$W/B.log"; exit 1; }
+cmp "$W/A.img" "$W/B.img" || { echo "FAIL flag: differs from e2fsck"; exit 1; }
+echo "ok needs_recovery on a clean journal"
 echo PASS

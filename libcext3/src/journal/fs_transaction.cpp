@@ -80,8 +80,20 @@ Result<RecoveryReport> recover_fs_journal(BlockDevice& dev, const JournalMap& ma
   const uint32_t bs = map.block_size();
   AlignedBuffer sbblock(bs);
   CEXT3_RETURN_IF_ERROR(fs_sb::read(dev, bs, sbblock.data()));
+  const bool flagged = (fs_sb::incompat(bs, sbblock.data()) & fs_sb::kIncompatRecover) != 0;
   auto rep = recover_journal(dev, map, opts);
   if (!rep.ok() || opts.dry_run) return rep;
+  if (rep->was_clean && flagged) {
+    // e2fsck runs recovery whenever needs_recovery is set; on an empty log
+    // that still moves s_sequence on by one. Do the same so both leave the
+    // same bytes.
+    auto sb = load_superblock(dev, map, SuperblockUse::kReplay);
+    if (!sb.ok()) return sb.status();
+    sb->info.sequence += 1;
+    rep->new_sequence = sb->info.sequence;
+    CEXT3_RETURN_IF_ERROR(store_superblock(dev, map, sb.value()));
+    CEXT3_RETURN_IF_ERROR(dev.flush());
+  }
   // The replay may have rewritten the superblock: re-read before clearing.
   CEXT3_RETURN_IF_ERROR(fs_sb::read(dev, bs, sbblock.data()));
   if (fs_sb::incompat(bs, sbblock.data()) & fs_sb::kIncompatRecover) {
