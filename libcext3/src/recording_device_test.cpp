@@ -102,7 +102,7 @@ TEST_CASE("recording device passes the backend suite", "[blockdev][recording]") 
   });
 }
 
-TEST_CASE("the log holds exactly the writes and flushes issued, in order", "[recording]") {
+TEST_CASE("the log holds exactly the writes and flushes issued in order", "[recording]") {
   ScratchDir dir;
   const uint32_t ss = 512;
   const uint64_t size = 1 << 20;
