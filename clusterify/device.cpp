@@ -3,6 +3,9 @@
 #include "cext3/cluster/preflight.h"
 #include "cext3/file_device.h"
 #include "cext3/nbd_device.h"
+#include "cext3/recording_device.h"
+
+#include <cstdlib>
 
 namespace clusterify {
 namespace {
@@ -22,7 +25,16 @@ cext3::Result<std::unique_ptr<cext3::BlockDevice>> open_device_for_change(const 
   cext3::OpenOptions o;
   o.read_only = read_only;
   o.exclusive = !read_only;
-  return open_any(spec, o);
+  auto dev = open_any(spec, o);
+  // Crash-state testing: CEXT3_RECORD_LOG=FILE records every write and flush
+  // of the change (docs/RECORD_LOG.md) for cext3-crashstate to replay.
+  const char* log = std::getenv("CEXT3_RECORD_LOG");
+  if (!dev.ok() || read_only || !log || !*log) return dev;
+  cext3::RecordingOptions ro;
+  ro.log_path = log;
+  auto rec = cext3::RecordingDevice::create(std::move(dev).value(), ro);
+  if (!rec.ok()) return rec.status();
+  return std::unique_ptr<cext3::BlockDevice>(std::move(rec).value());
 }
 
 cext3::Result<std::unique_ptr<cext3::BlockDevice>> open_device_read_only(const std::string& spec) {
