@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "cext3/cluster/convert.h"
 #include "cext3/cluster/preflight.h"
@@ -72,6 +73,20 @@ int run_convert(const ConvertArgs& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Installed as fsck.cext3 (a symlink), fsck(8) calls "fsck.cext3 [-a|-p|-n|-y|-f] DEVICE":
+  // that is "clusterify verify", with fsck's -a meaning -p.
+  std::vector<std::string> fsck_args;
+  std::vector<char*> fsck_argv;
+  const std::string self = argv[0];
+  if (self.size() >= 10 && self.compare(self.size() - 10, 10, "fsck.cext3") == 0) {
+    fsck_args.push_back(argv[0]);
+    fsck_args.push_back("verify");
+    for (int i = 1; i < argc; ++i) fsck_args.push_back(std::string(argv[i]) == "-a" ? "-p" : argv[i]);
+    for (auto& a : fsck_args) fsck_argv.push_back(a.data());
+    fsck_argv.push_back(nullptr);
+    argc = static_cast<int>(fsck_args.size());
+    argv = fsck_argv.data();
+  }
   CLI::App app{"clusterify: convert an ext3 filesystem in place for shared-disk cluster use, "
                "verify it, report on it, change its slot count, and revert it"};
   app.require_subcommand(1);

@@ -43,6 +43,11 @@ Status check_state(ext2_filsys fs, const std::string& dev, bool allow_mmp) {
                               std::string((sb->s_state & EXT2_ERROR_FS) ? " (errors were recorded)" : "") +
                               ": run e2fsck -f " + dev + " first");
   }
+  if (ext2fs_r_blocks_count(sb) >= ext2fs_blocks_count(sb) ||
+      ext2fs_free_blocks_count(sb) > ext2fs_blocks_count(sb) || sb->s_free_inodes_count > sb->s_inodes_count) {
+    return Status::Corruption(dev + " has an inconsistent superblock (reserved or free counts exceed the size): "
+                              "run e2fsck -f " + dev + " first");
+  }
   if (sb->s_last_orphan != 0) {
     return Status::Busy(dev + " has an orphan inode list (inode " + std::to_string(sb->s_last_orphan) +
                         "): run e2fsck -f " + dev + " first");
