@@ -17,6 +17,9 @@
 //    image file or block device. The manager opens the device itself
 //    (open_nbd_device / open_file_device) and closes it with the channel.
 //    IO_FLAG_RW, IO_FLAG_EXCLUSIVE and IO_FLAG_DIRECT_IO map onto OpenOptions.
+//    ext2fs_open2 cuts its name at the first '?' ("name?io_options"), so an
+//    nbd+unix:///?socket=PATH URI cannot go through it this way: open the
+//    NbdDevice and bind it instead.
 //
 // Byte semantics: libext2fs addresses the device in its own block size (1024
 // until set_blksize, then the filesystem's) and with write_byte at any byte
