@@ -8,7 +8,7 @@
 #    one (clusterify verify -n exits 0), never a mix;
 #  * the manifest of every file (cext3-manifest, /.cext3 excluded) equals the
 #    original's.
-# make test checks 12 prefix states sampled evenly (first and last included);
+# make test checks 8 prefix states sampled evenly (first and last included);
 # CEXT3_CRASH_FULL=1 runs every prefix plus every reordering inside each
 # flush epoch and torn multi-sector writes.
 set -u
@@ -39,7 +39,7 @@ else
   "$CS" list "$W/convert.log" >"$W/all" || fail "list states"
   n=$(wc -l <"$W/all")
   # Evenly spaced sample including the first and the last state.
-  awk -v n="$n" -v k=12 'n <= k || (NR - 1) % int((n + k - 1) / k) == 0 || NR == n' "$W/all" >"$W/states"
+  awk -v n="$n" -v k=8 'n <= k || (NR - 1) % int((n + k - 1) / k) == 0 || NR == n' "$W/all" >"$W/states"
 fi
 total=$(wc -l <"$W/states")
 echo "checking $total crash states"
