@@ -112,5 +112,5 @@ grep -q "3 transaction(s)" "$W/rep.txt" || { echo "FAIL: per-slot replay"; exit 
 grep -q "1 revoked" "$W/rep.txt" || { echo "FAIL: revoke not honoured"; exit 1; }
 rc=0; e2fsck -fn "$img" >/dev/null 2>&1 || rc=$?
 [ $rc -eq 0 ] || { echo "FAIL: e2fsck -fn after per-slot replay exited $rc"; exit 1; }
-echo "ok: per-slot csum_v3 journal read by logdump -i and replayed"
+echo "ok: per-slot csum_v3 journal read by logdump -f and replayed"
 echo PASS
