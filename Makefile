@@ -45,11 +45,12 @@ bench: release
 	@for b in scripts/bench/*.sh; do echo "== $$b"; bash $$b $(BUILD) || exit 1; done
 
 crash-test: sanitize
-	CEXT3_CRASH_FULL=1 $(MAKE) --no-print-directory test CTEST_ARGS="-L crash"
+	CEXT3_CRASH_FULL=1 $(MAKE) --no-print-directory test CTEST_ARGS="-R crash"
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BUILD)/clusterify $(BUILD)/jcoord $(DESTDIR)$(PREFIX)/sbin/
+	ln -sf clusterify $(DESTDIR)$(PREFIX)/sbin/fsck.cext3
 	for m in docs/*.8; do [ -f "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; done; true
 
 clean:

@@ -96,7 +96,7 @@ debugfs -R "logdump -i <$ino>" "$IMG" 2>&1 | head -4 | sed 's/^/   | /'
 ok "slot 0 journal is inode $ino, a jbd2 journal debugfs understands"
 
 step "8. clusterify revert: back to plain ext3"
-"$BIN/clusterify" revert "$IMG" --yes | sed 's/^/   | /'
+"$BIN/clusterify" revert "$IMG" | sed 's/^/   | /'
 e2fsck -fn "$IMG" >/dev/null 2>&1 || die "e2fsck -fn rejects the reverted image"
 ok "e2fsck -fn: clean after revert"
 "$BIN/cext3-manifest" "$IMG" > "$DEMO/reverted.manifest"

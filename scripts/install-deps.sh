@@ -33,6 +33,7 @@ acl                 tests: setfacl for the corpus
 procps              tests: pkill, ps
 psmisc              tests: fuser
 xz-utils            tests: tarballs
+bc                  benchmarks: ratios
 coreutils           everything
 "
 
