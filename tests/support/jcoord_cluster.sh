@@ -1,0 +1,87 @@
+#!/bin/bash
+# Helpers for tests that run several jcoord nodes on one machine, each its
+# own process, port and control socket, all on one shared image. Sourced
+# after tests/integration/lib.sh's cfy_setup (which provides W, BIN, fail and
+# the cleanup trap):
+#
+#   jc_make_disk IMG SLOTS [SIZE]   ext3 + clusterify convert --slots SLOTS
+#   jc_start NAME [SLOT]            start a node (background), log in $W/NAME.log
+#   jc_wait_ready NAME [SECONDS]    until its control socket answers
+#   jc_status NAME                  its `status` JSON on stdout
+#   jc_json JSON PYEXPR             evaluate PYEXPR over the parsed JSON `j`
+#   jc_wait NAME PYEXPR [SECONDS]   until PYEXPR over NAME's status is True
+#   jc_pid NAME                     its process id
+# Every node still running when the test ends is killed (SIGKILL), so a
+# failing test never leaves daemons behind.
+
+J="$BIN/jcoord"
+declare -A JC_PID=()
+
+jc_cleanup_nodes() {
+  local n
+  for n in "${!JC_PID[@]}"; do kill -9 "${JC_PID[$n]}" 2>/dev/null || true; done
+  for n in "${!JC_PID[@]}"; do wait "${JC_PID[$n]}" 2>/dev/null || true; done
+}
+cfy_on_exit jc_cleanup_nodes
+
+jc_make_disk() {  # IMG SLOTS [SIZE]
+  rm -f "$1"
+  mke2fs -q -F -t ext3 -b 4096 "$1" "${3:-256M}" || fail "mke2fs $1"
+  "$BIN/clusterify" convert "$1" --slots "$2" --yes >"$W/convert.log" 2>&1 ||
+    { cat "$W/convert.log"; fail "clusterify convert $1 --slots $2"; }
+}
+
+jc_socket() { echo "$W/$1.sock"; }
+
+jc_config() {  # NAME [SLOT] -> path of a fresh config
+  local cfg="$W/$1.yaml"
+  {
+    echo "device: $JC_DISK"
+    echo "node:"
+    echo "  name: $1"
+    echo "  slot: ${2:-auto}"
+    echo "listen: 127.0.0.1:0"
+    echo "control_socket: $(jc_socket "$1")"
+    echo "log_level: ${JC_LOG_LEVEL:-info}"
+  } >"$cfg"
+  echo "$cfg"
+}
+
+jc_start() {  # NAME [SLOT]
+  local cfg
+  cfg=$(jc_config "$1" "${2:-}")
+  "$J" start --config "$cfg" 2>"$W/$1.log" &
+  JC_PID[$1]=$!
+}
+
+jc_pid() { echo "${JC_PID[$1]}"; }
+
+jc_status() { "$J" status --json --socket "$(jc_socket "$1")" 2>/dev/null; }
+
+jc_json() {  # JSON PYEXPR
+  python3 -c 'import json,sys; j=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+jc_wait_ready() {  # NAME [SECONDS]
+  local deadline=$((SECONDS + ${2:-20}))
+  while [ $SECONDS -lt $deadline ]; do
+    jc_status "$1" >/dev/null && return 0
+    kill -0 "${JC_PID[$1]}" 2>/dev/null || { cat "$W/$1.log"; fail "node $1 exited before it was ready"; }
+    sleep 0.1
+  done
+  cat "$W/$1.log"
+  fail "node $1 not ready after ${2:-20} s"
+}
+
+jc_wait() {  # NAME PYEXPR [SECONDS]
+  local deadline=$((SECONDS + ${3:-20})) s
+  while [ $SECONDS -lt $deadline ]; do
+    s=$(jc_status "$1") && [ "$(jc_json "$s" "$2")" = "True" ] && return 0
+    sleep 0.1
+  done
+  echo "last status of $1: $(jc_status "$1")"
+  fail "node $1: '$2' not true after ${3:-20} s"
+}
+
+# Count of slots NAME sees live.
+jc_live_count() { jc_json "$(jc_status "$1")" "sum(1 for s in j['slots'] if s['liveness']=='live')"; }
