@@ -52,6 +52,9 @@ install: release
 	install -m 0755 $(BUILD)/clusterify $(BUILD)/jcoord $(DESTDIR)$(PREFIX)/sbin/
 	ln -sf clusterify $(DESTDIR)$(PREFIX)/sbin/fsck.cext3
 	for m in docs/*.8; do [ -f "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; done; true
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/cext3
+	sed 's|/usr/local/sbin|$(PREFIX)/sbin|' scripts/systemd/jcoord@.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/jcoord@.service
+	install -m 0644 docs/jcoord.yaml.example $(DESTDIR)$(PREFIX)/share/doc/cext3/
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
