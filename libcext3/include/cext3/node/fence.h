@@ -45,6 +45,8 @@ class FenceGate {
   std::string reason() const;
   // OK while not fenced and monotonic_ns() < deadline; otherwise fences the
   // gate (if not yet) and returns Status::Fenced naming the reason.
+  // A gate never renewed (deadline 0: no slot claimed yet) refuses with
+  // Fenced too but does not latch, so claim_slot can still open it.
   Status check();
 
  private:

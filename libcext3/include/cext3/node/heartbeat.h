@@ -13,12 +13,23 @@
 //  * a live slot becomes dead when its record has not changed for dead_after
 //    (by then its fence deadline plus the margin has passed, see fence.h);
 //  * a record with the "stopped" flag means a clean leave: the slot is free
-//    at once, with nothing to recover.
+//    at once, with nothing to recover;
+//  * a slot never seen live whose used record (sequence > 0) does not change
+//    for dead_after is dead too (its node died before we started watching),
+//    and is reported with a kDied event so the daemon can recover it;
+//  * this node's own slot is always kLive in the view (no events for it).
+// Reads that fail are not evidence: after a gap in successful reads (I/O
+// errors, or this process was stopped) the dead_after clock of every peer is
+// moved on by the gap, so nobody is declared dead by our own outage.
+//
+// Each tick also reads this node's lease: if it carries another generation
+// the slot was taken over (peers judged us dead), and the loop self-fences.
 #pragma once
 
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +43,14 @@ namespace cext3::node {
 // Heartbeat record flags (docs/FORMAT.md).
 inline constexpr uint32_t kHeartbeatFlagUsed = 1u << 0;
 inline constexpr uint32_t kHeartbeatFlagStopped = 1u << 1;
+
+// fence_window = dead_after - fence_margin (fence.h), in ns.
+uint64_t fence_window_ns(const cluster::Timing& t);
+// The rules the timing equation needs (docs/MEMBERSHIP.md): every value > 0,
+// fence_margin >= io_timeout (a write submitted just before the deadline has
+// landed before a peer acts), fence_window >= interval + io_timeout (one slow
+// write still renews the gate in time). InvalidArgument naming the rule.
+Status validate_timing(const cluster::Timing& t);
 
 enum class PeerLiveness { kUnknown, kLive, kDead, kStopped };
 const char* to_string(PeerLiveness l);
@@ -61,14 +80,21 @@ class HeartbeatLoop {
     std::string address;
     // Called from the loop's thread. Keep them short.
     std::function<void(const MembershipEvent&)> on_event;
+    // Called exactly once, from the loop's thread or from its watchdog thread
+    // (which fires at the gate's deadline even while a heartbeat write hangs).
     std::function<void(const std::string& why)> on_fenced;
     // Called once per tick after the reads, with the fresh view.
     std::function<void(const std::vector<PeerState>&, const cluster::LocksGlobalRecord&)> on_tick;
+    // Tests only: use these timings instead of the cluster header's (every
+    // node of a cluster must use the same ones).
+    std::optional<cluster::Timing> timing;
   };
   // `disk` must read and write through a FencedDevice built on `gate`.
   HeartbeatLoop(ClusterDisk& disk, FenceGate& gate, Options opts);
   ~HeartbeatLoop();
-  Status start();  // starts the thread
+  // Starts the loop thread and its watchdog thread. InvalidArgument if the
+  // gate was never renewed (claim the slot first) or the timing is invalid.
+  Status start();
   // Stops the thread. With `stopped_record`, writes a final record carrying
   // kHeartbeatFlagStopped (a clean leave).
   Status stop(bool stopped_record);

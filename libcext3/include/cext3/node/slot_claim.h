@@ -1,19 +1,31 @@
 // Claiming a slot on the shared disk: a delta lease (as sanlock's) over the
 // slot's lease sector in the `locks` file and its heartbeat sector.
 //
-// Algorithm (docs/DESIGN.md, "Slot claim"):
-//  1. Read the slot's lease and heartbeat. A lease marked owned whose
-//     heartbeat changes while we watch (up to dead_after) belongs to a live
-//     node: refuse, naming it. An owned lease whose heartbeat does not change
-//     for dead_after is a dead node's: it may be taken (its journal needs
-//     recovery before the slot is used; SlotClaimResult says so).
-//  2. Write our lease (owned, our node name, a fresh random lease generation),
-//     then our heartbeat sector. If more than claim_delay/2 passed between
-//     the read that saw the slot free and the completion of that write,
-//     start over (a stalled claimer must not overwrite a later winner).
-//  3. Wait claim_delay, read the lease back. Still ours: the slot is ours.
-//     Someone else's: we lost the race; `auto` tries another slot.
-// Two claimers racing for one slot therefore never both win.
+// Algorithm (docs/MEMBERSHIP.md, "Slot claim"):
+//  1. Read every lease and heartbeat. A slot is free at sight when its lease
+//     is not owned and its heartbeat was never written or says "stopped", or
+//     its heartbeat says "stopped" under the lease's own generation. Any other
+//     slot is watched for up to dead_after: a heartbeat that changes belongs
+//     to a live node (refuse, naming it); one that does not change is a dead
+//     node's slot and may be taken (its journal needs recovery before the
+//     slot is used: SlotClaimResult says so, and the new lease keeps
+//     journal_dirty set until recovery clears it). `auto` prefers free slots
+//     and picks at random among them, which spreads simultaneous claimers.
+//  2. Re-read the chosen slot's lease and heartbeat (they must still be what
+//     was judged free), then write our lease (owned, our node name, a fresh
+//     random lease generation), then our heartbeat sector. If more than
+//     claim_delay/2 passed between that re-read and the completion of the
+//     lease write, start over (a stalled claimer must not count a late write
+//     as a win).
+//  3. Wait claim_delay from the lease write, read the lease back. Still ours:
+//     the slot is ours. Someone else's: we lost the race; `auto` starts over.
+// Two claimers racing for one slot therefore never both win: the earlier
+// writer can only read its own lease back if the later write lands after that
+// read-back, i.e. more than claim_delay after the earlier write, so the later
+// claimer's re-read (at most claim_delay/2 before its write) came after the
+// earlier write and saw an owned lease with a fresh generation, which is
+// never free at sight. claim_delay + heartbeat_interval must stay below
+// dead_after, so a fresh winner's heartbeat moves before a watcher gives up.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +43,8 @@ struct SlotClaimOptions {
   std::string node_name;
   std::string address;           // host:port published in the heartbeat
   uint32_t claim_delay_ms = 0;   // 0 = the header's io_timeout_ms
+  // Tests only: use these timings instead of the cluster header's.
+  std::optional<cluster::Timing> timing;
 };
 
 struct SlotClaimResult {
@@ -42,7 +56,11 @@ struct SlotClaimResult {
 };
 
 // On success the node owns the slot: its lease and first heartbeat are on
-// disk and `gate` has been renewed from that heartbeat write. Errors are
+// disk and `gate` has been renewed from that heartbeat write. `disk` may
+// write through a FencedDevice on `gate`: before each attempt's writes the
+// claim opens the gate for one fence window (a node holding no slot cannot be
+// recovered by anyone, so its claim writes are safe); a claimer that stalls
+// past it is fenced. Start the HeartbeatLoop within the fence window. Errors are
 // one line: Busy("slot 3 is held by live node 'n3' (heartbeat 0.4 s ago)"),
 // Busy("no free slot: all 10 slots are held by live nodes (n0, n1, ...); add
 // slots with `clusterify slots DEVICE --set N`"), InvalidArgument for a slot
