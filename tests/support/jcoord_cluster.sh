@@ -26,7 +26,8 @@ cfy_on_exit jc_cleanup_nodes
 
 jc_make_disk() {  # IMG SLOTS [SIZE]
   rm -f "$1"
-  mke2fs -q -F -t ext3 -b 4096 "$1" "${3:-256M}" || fail "mke2fs $1"
+  # 1 KiB blocks: 8 MiB groups, so even a small image has enough groups for many slots.
+  mke2fs -q -F -t ext3 -b 1024 "$1" "${3:-128M}" || fail "mke2fs $1"
   "$BIN/clusterify" convert "$1" --slots "$2" --yes >"$W/convert.log" 2>&1 ||
     { cat "$W/convert.log"; fail "clusterify convert $1 --slots $2"; }
 }

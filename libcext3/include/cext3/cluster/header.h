@@ -54,8 +54,10 @@ struct Timing {
   // Defaults detect a dead node within dead_after + one interval = 2.9 s
   // (the product's goal is <= 3 s) while a node may miss 4 heartbeats in a
   // row before it fences itself (fence window = dead_after - margin = 1.8 s).
+  // The margin must cover the I/O timeout: a write admitted just before the
+  // deadline may still land up to io_timeout later.
   uint32_t heartbeat_interval_ms = 400;   // a node writes its record this often
-  uint32_t io_timeout_ms = 1000;          // a heartbeat write slower than this counts as failed
+  uint32_t io_timeout_ms = 700;           // a heartbeat write slower than this counts as failed
   uint32_t dead_after_ms = 2500;          // peers declare a node dead after no update for this long
   uint32_t fence_margin_ms = 700;         // extra wait past the fence deadline before recovery
   bool operator==(const Timing&) const = default;
