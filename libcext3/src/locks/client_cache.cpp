@@ -157,6 +157,7 @@ void ClientCache::on_grant(const wire::Message& m, ClientEffects* fx) {
   Entry& e = entries_[m.resource];
   e.holding = true;
   e.cluster = m.mode;
+  e.grant_seq = m.generation;
   e.lvb = m.lvb;
   e.requested = false;
   if (e.callback && !e.downgrading && compatible(e.cluster, e.wanted)) e.callback = false;
@@ -208,6 +209,7 @@ void ClientCache::finish_downgrade(const std::string& resource, ClientEffects* f
     m.type = wire::MsgType::kDowngrade;
     m.resource = resource;
     m.mode = to;
+    m.generation = e.grant_seq;
     m.has_lvb = from == LockMode::kEX;  // only an EX holder may have changed it
     m.lvb = e.lvb;
     // Nothing left to cache at NL: give the lock back entirely.
@@ -227,6 +229,7 @@ std::vector<wire::ReportEntry> ClientCache::report_for_new_master() {
   for (auto& [name, e] : entries_) {
     // The old master's callbacks are void; the new one asks again if needed.
     if (!e.downgrading) e.callback = false;
+    e.grant_seq = 0;  // the new master numbers reported grants 0
     if (!e.holding && !e.requested) continue;
     wire::ReportEntry r;
     r.resource = name;
@@ -275,6 +278,7 @@ void ClientCache::release_all(ClientEffects* fx) {
     m.resource = name;
     m.mode = LockMode::kNL;
     m.release = true;
+    m.generation = e.grant_seq;
     m.has_lvb = e.cluster == LockMode::kEX;
     m.lvb = e.lvb;
     fx->to_master.push_back(std::move(m));

@@ -86,6 +86,7 @@ class ClientCache {
   struct Entry {
     bool holding = false;                 // `cluster` is granted by the master
     LockMode cluster = LockMode::kNL;
+    uint64_t grant_seq = 0;               // of the last grant received (master.h)
     Lvb lvb{};
     std::map<uint64_t, LockMode> holders;  // handle id -> mode
     std::deque<std::shared_ptr<LocalWaiter>> waiters;

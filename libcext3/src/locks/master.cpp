@@ -67,9 +67,11 @@ void Master::grant(const std::string& name, Resource& r, uint32_t slot, LockMode
   g.mode = mode;
   g.dead = false;
   g.callback_sent = false;
+  g.seq = next_seq_++;
   granting_started_ = true;
   wire::Message m;
   m.type = wire::MsgType::kGrant;
+  m.generation = g.seq;
   m.resource = name;
   m.mode = mode;
   m.epoch = view_.epoch;
@@ -207,7 +209,9 @@ Status Master::on_hello(const wire::Message& hello, std::vector<Outgoing>* out) 
   for (const wire::ReportEntry& e : hello.report) {
     if (!e.holding) continue;
     Resource& r = resources_[e.resource];
-    r.granted[hello.slot] = Grant{e.held, false, false, LockMode::kNL};
+    Grant g;
+    g.mode = e.held;  // seq 0: the node's next downgrade names grant 0
+    r.granted[hello.slot] = g;
     if (!granting_started_) {
       // A new master lost the LVBs with the old one: take the holders' copies,
       // an EX holder's first (it is the newest), else the highest version.
@@ -240,7 +244,7 @@ void Master::on_downgrade(uint32_t slot, const wire::Message& m, std::vector<Out
   if (it == resources_.end()) return;
   Resource& r = it->second;
   auto g = r.granted.find(slot);
-  if (g == r.granted.end()) return;
+  if (g == r.granted.end() || m.generation != g->second.seq) return;  // crossed a newer grant
   if (m.has_lvb && g->second.mode == LockMode::kEX) r.lvb = m.lvb;
   if (m.release) {
     r.granted.erase(g);
@@ -280,6 +284,13 @@ void Master::on_membership(const MembershipView& view, std::vector<Outgoing>* ou
   for (uint32_t s : held_back)
     if (!is_live(s) && !is_unrecovered(s)) slot_recovered(s);
   process_all(out);
+}
+
+uint64_t Master::grant_seq(uint32_t slot, const std::string& resource) const {
+  auto r = resources_.find(resource);
+  if (r == resources_.end()) return 0;
+  auto g = r->second.granted.find(slot);
+  return g == r->second.granted.end() ? 0 : g->second.seq;
 }
 
 std::vector<MasterStatusEntry> Master::status() const {

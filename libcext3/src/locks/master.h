@@ -52,11 +52,17 @@ class Master {
   void on_membership(const MembershipView& view, std::vector<Outgoing>* out);
 
   std::vector<MasterStatusEntry> status() const;
+  // Sequence of the grant `slot` holds on `resource` (0 if none or reported).
+  uint64_t grant_seq(uint32_t slot, const std::string& resource) const;
 
  private:
   struct Grant {
     LockMode mode = LockMode::kNL;
     bool dead = false;            // holder died; kept until recovery_done
+    // Sequence of the grant message that set `mode` (0: taken from a report).
+    // A downgrade names the last grant its sender had seen; one that crossed a
+    // newer grant in flight describes an older state and is ignored.
+    uint64_t seq = 0;
     bool callback_sent = false;   // a callback asking for `callback_for` went out
     LockMode callback_for = LockMode::kNL;
   };
@@ -96,6 +102,7 @@ class Master {
   // hold is unknown, so every resource is treated as possibly held by them.
   std::set<uint32_t> unknown_;
   bool granting_started_ = false;
+  uint64_t next_seq_ = 1;
 };
 
 }  // namespace cext3::locks

@@ -54,6 +54,12 @@ Message down(const std::string& r, LockMode mode, bool release = false) {
   return m;
 }
 
+// A downgrade from a node that has seen its latest grant.
+Message at_seq(const Master& m, uint32_t slot, Message d) {
+  d.generation = m.grant_seq(slot, d.resource);
+  return d;
+}
+
 // Messages of `type` sent to `slot` in `out`, then `out` is cleared.
 std::vector<Message> take(std::vector<Outgoing>& out, uint32_t slot, MsgType type) {
   std::vector<Message> v;
@@ -108,14 +114,14 @@ TEST_CASE("master: FIFO: a PR request waits behind an earlier EX waiter", "[lock
   CHECK(take(out, 2, MsgType::kGrant).empty());
   CHECK(take(out, 0, MsgType::kCallback).empty());  // not sent twice
   out.clear();
-  m.on_downgrade(0, down("r", LockMode::kNL, true), &out);
+  m.on_downgrade(0, at_seq(m, 0, down("r", LockMode::kNL, true)), &out);
   CHECK(take(out, 1, MsgType::kGrant).size() == 1);
   CHECK(take(out, 2, MsgType::kGrant).empty());
   auto cb1 = take(out, 1, MsgType::kCallback);
   REQUIRE(cb1.size() == 1);
   CHECK(cb1[0].mode == LockMode::kPR);  // slot 1 may keep PR for slot 2
   out.clear();
-  m.on_downgrade(1, down("r", LockMode::kPR), &out);
+  m.on_downgrade(1, at_seq(m, 1, down("r", LockMode::kPR)), &out);
   CHECK(take(out, 2, MsgType::kGrant).size() == 1);
 }
 
@@ -129,7 +135,7 @@ TEST_CASE("master: try_only is denied behind a conflict and not queued", "[locks
   CHECK(take(out, 1, MsgType::kDeny).size() == 1);
   CHECK(take(out, 0, MsgType::kCallback).empty());
   out.clear();
-  m.on_downgrade(0, down("r", LockMode::kNL, true), &out);
+  m.on_downgrade(0, at_seq(m, 0, down("r", LockMode::kNL, true)), &out);
   CHECK(take(out, 1, MsgType::kGrant).empty());  // the denied request is gone
 }
 
@@ -143,7 +149,7 @@ TEST_CASE("master: LVB is replaced on EX downgrade and returned with grants", "[
   d.has_lvb = true;
   d.lvb[0] = 7;
   d.lvb[63] = 8;
-  m.on_downgrade(0, d, &out);
+  m.on_downgrade(0, at_seq(m, 0, d), &out);
   m.on_request(1, req("r", LockMode::kPR), &out);
   auto g = take(out, 1, MsgType::kGrant);
   REQUIRE(g.size() == 1);
@@ -168,7 +174,7 @@ TEST_CASE("master: a dead member's EX is held until recovery_done; a clean leave
   CHECK(take(out, 1, MsgType::kCallback).empty());
   out.clear();
   // A late release from the dead node does not free what its journal covers.
-  m.on_downgrade(1, down("crashed", LockMode::kNL, true), &out);
+  m.on_downgrade(1, at_seq(m, 1, down("crashed", LockMode::kNL, true)), &out);
   CHECK(take(out, 0, MsgType::kGrant).empty());
   m.on_recovery_done(1, &out);
   g = take(out, 0, MsgType::kGrant);
@@ -208,7 +214,7 @@ TEST_CASE("master: a new master bounds what unknown dead nodes may hold by the r
   m.on_request(1, req("pr", LockMode::kEX), &out);
   CHECK(take(out, 1, MsgType::kGrant).empty());  // EX could meet a dead PR
   out.clear();
-  m.on_downgrade(1, down("ex", LockMode::kNL, true), &out);
+  m.on_downgrade(1, at_seq(m, 1, down("ex", LockMode::kNL, true)), &out);
   m.on_request(2, req("ex", LockMode::kEX), &out);
   CHECK(take(out, 2, MsgType::kGrant).size() == 1);  // slot 1's EX proved nobody else held it
   out.clear();
@@ -228,7 +234,25 @@ TEST_CASE("master: a conversion goes ahead of new requests", "[locks]") {
   m.on_request(2, req("r", LockMode::kEX), &out);  // waits for both PRs
   m.on_request(0, req("r", LockMode::kEX), &out);  // conversion: ahead of slot 2
   out.clear();
-  m.on_downgrade(1, down("r", LockMode::kNL, true), &out);
+  m.on_downgrade(1, at_seq(m, 1, down("r", LockMode::kNL, true)), &out);
   CHECK(take(out, 0, MsgType::kGrant).size() == 1);
   CHECK(take(out, 2, MsgType::kGrant).empty());
+}
+
+TEST_CASE("master: a downgrade that crossed a newer grant is ignored", "[locks]") {
+  Master m(view_of({0, 1}, 0, 1));
+  std::vector<Outgoing> out;
+  for (uint32_t s : {0u, 1u}) REQUIRE(m.on_hello(hello(s, 1), &out).ok());
+  m.on_request(0, req("r", LockMode::kPR), &out);
+  uint64_t pr_seq = m.grant_seq(0, "r");
+  m.on_request(0, req("r", LockMode::kEX), &out);  // granted: nobody else holds it
+  REQUIRE(m.grant_seq(0, "r") != pr_seq);
+  out.clear();
+  // Slot 0 came down from PR before it saw the EX grant: that is old news.
+  Message stale = down("r", LockMode::kNL, true);
+  stale.generation = pr_seq;
+  m.on_downgrade(0, stale, &out);
+  m.on_request(1, req("r", LockMode::kPR), &out);
+  CHECK(take(out, 1, MsgType::kGrant).empty());
+  CHECK(take(out, 0, MsgType::kCallback).size() == 1);
 }

@@ -25,10 +25,11 @@ enum class MsgType : uint8_t {
   kHelloAck = 2,      // master -> node: epoch
   kHelloReject = 3,   // master -> node: epoch, reason; the master closes
   kRequest = 4,       // node -> master: resource, mode, try_only
-  kGrant = 5,         // master -> node: resource, mode, epoch, lvb
+  kGrant = 5,         // master -> node: resource, mode, epoch, lvb, generation = grant sequence
   kDeny = 6,          // master -> node: resource, epoch (a try_only request failed)
   kCallback = 7,      // master -> node: resource, mode = the mode someone waits for
-  kDowngrade = 8,     // node -> master: resource, mode = new mode, release, lvb if it was EX
+  kDowngrade = 8,     // node -> master: resource, mode = new mode, release, lvb if it was EX,
+                      //   generation = sequence of the last grant the node had received
   kRecoveryDone = 9,  // node -> master: slot whose journal has been replayed
 };
 const char* to_string(MsgType t);
