@@ -30,6 +30,10 @@ uint64_t fence_window_ns(const cluster::Timing& t) {
   return t.dead_after_ms > t.fence_margin_ms ? uint64_t{t.dead_after_ms - t.fence_margin_ms} * kMs : 0;
 }
 
+uint64_t renewal_write_bound_ns(const cluster::Timing& t) {
+  return uint64_t{std::min(t.io_timeout_ms, t.fence_margin_ms)} * kMs;
+}
+
 Status validate_timing(const cluster::Timing& t) {
   auto bad = [&](const std::string& why) {
     return Status::InvalidArgument("cluster timing (interval " + std::to_string(t.heartbeat_interval_ms) +
@@ -40,10 +44,9 @@ Status validate_timing(const cluster::Timing& t) {
   };
   if (t.heartbeat_interval_ms == 0 || t.io_timeout_ms == 0 || t.dead_after_ms == 0 || t.fence_margin_ms == 0)
     return bad("every value must be above 0");
-  if (t.fence_margin_ms < t.io_timeout_ms) return bad("fence margin must be at least the io timeout");
-  if (t.dead_after_ms <= t.fence_margin_ms ||
-      uint64_t{t.dead_after_ms} - t.fence_margin_ms < uint64_t{t.heartbeat_interval_ms} + t.io_timeout_ms)
-    return bad("dead-after minus fence margin must be at least interval plus io timeout");
+  if (t.dead_after_ms <= t.fence_margin_ms) return bad("dead-after must be longer than the fence margin");
+  if (fence_window_ns(t) < uint64_t{t.heartbeat_interval_ms} * kMs + renewal_write_bound_ns(t))
+    return bad("dead-after minus fence margin must be at least one interval plus min(io timeout, fence margin)");
   return Status::OK();
 }
 
@@ -97,7 +100,8 @@ struct HeartbeatLoop::Impl {
     return r;
   }
 
-  // Write our record; renew the gate if the write completed within io_timeout.
+  // Write our record; renew the gate if the write completed within the
+  // renewal bound (min of io_timeout and fence margin).
   void write_tick() {
     std::lock_guard<std::mutex> wl(write_mu);
     uint64_t seq;
@@ -109,13 +113,14 @@ struct HeartbeatLoop::Impl {
     const uint64_t t_submit = monotonic_ns();
     Status st = disk.write_heartbeat(rec);
     const uint64_t t_done = monotonic_ns();
-    if (st.ok() && t_done - t_submit <= uint64_t{timing.io_timeout_ms} * kMs) {
+    if (st.ok() && t_done - t_submit <= renewal_write_bound_ns(timing)) {
       gate.renew(t_submit + fence_window_ns(timing));
       std::lock_guard<std::mutex> lk(mu);
       last_write = t_done;
     }
     // A failed or slow write simply does not renew: the watchdog fences when
-    // the deadline passes.
+    // the deadline passes. (Slow = slower than the fence margin could cover
+    // if the same latency hit a write submitted just before the deadline.)
   }
 
   // The lease is the proof of ownership: one more sector read per tick. A

@@ -246,12 +246,18 @@ TEST_CASE("HeartbeatLoop: start needs a renewed gate and valid timings", "[node]
   }
   gate.renew(monotonic_ns() + 1000 * kMs);
   cluster::Timing bad = fast_timing();
-  bad.fence_margin_ms = 50;  // below io_timeout 100
+  bad.dead_after_ms = 240;  // fence window 140 ms < interval 50 + write bound 100
   o.timing = bad;
   HeartbeatLoop loop(*disk, gate, o);
   Status s = loop.start();
   CHECK(s.code() == Status::Code::kInvalidArgument);
-  CHECK(s.message().find("fence margin must be at least the io timeout") != std::string::npos);
-  CHECK(validate_timing(cluster::Timing{}).ok());  // the header defaults
-  CHECK(fence_window_ns(cluster::Timing{}) == 2000 * kMs);
+  CHECK(s.message().find("dead-after minus fence margin must be at least one interval plus") != std::string::npos);
+  bad.dead_after_ms = 100;  // not above the margin
+  CHECK(validate_timing(bad).message().find("dead-after must be longer than the fence margin") != std::string::npos);
+  // The header defaults are valid; the window is dead_after - margin and a
+  // write renews only if faster than min(io_timeout, margin).
+  const cluster::Timing d{};
+  CHECK(validate_timing(d).ok());
+  CHECK(fence_window_ns(d) == uint64_t{d.dead_after_ms - d.fence_margin_ms} * kMs);
+  CHECK(renewal_write_bound_ns(d) == uint64_t{std::min(d.io_timeout_ms, d.fence_margin_ms)} * kMs);
 }

@@ -117,7 +117,7 @@ struct Claimer {
     h.address = opts.address;
     const uint64_t t_hb = monotonic_ns();
     CEXT3_RETURN_IF_ERROR(disk.write_heartbeat(h).Annotate("claiming slot " + std::to_string(slot)));
-    const bool hb_in_time = monotonic_ns() - t_hb <= uint64_t{timing.io_timeout_ms} * kMs;
+    const bool hb_in_time = monotonic_ns() - t_hb <= renewal_write_bound_ns(timing);
 
     const uint64_t wake = t_lease_done + claim_delay_ns;
     if (const uint64_t now = monotonic_ns(); now < wake) sleep_ns(wake - now);
@@ -127,14 +127,14 @@ struct Claimer {
     uint64_t t_renew = t_hb;
     if (!hb_in_time) {
       // We own the slot, but the gate may only be renewed from a write that
-      // completed within io_timeout: try once more.
+      // completed within the renewal bound: try once more.
       ++h.sequence;
       h.time_ns = realtime_ns();
       t_renew = monotonic_ns();
       CEXT3_RETURN_IF_ERROR(disk.write_heartbeat(h).Annotate("claiming slot " + std::to_string(slot)));
-      if (monotonic_ns() - t_renew > uint64_t{timing.io_timeout_ms} * kMs)
-        return Status::IoError("claiming slot " + std::to_string(slot) + ": heartbeat writes take longer than the " +
-                               std::to_string(timing.io_timeout_ms) + " ms io timeout; check the shared disk's health");
+      if (monotonic_ns() - t_renew > renewal_write_bound_ns(timing))
+        return Status::IoError("claiming slot " + std::to_string(slot) + ": heartbeat writes take longer than " +
+                               std::to_string(renewal_write_bound_ns(timing) / kMs) + " ms (min of io timeout and fence margin); check the shared disk's health");
     }
     CEXT3_RETURN_IF_ERROR(disk.device().flush().Annotate("claiming slot " + std::to_string(slot)));
     // Renew from the heartbeat write, as the loop will (fence.h).

@@ -3,7 +3,8 @@
 // Every heartbeat_interval the loop writes this node's sector (sequence + 1,
 // time, fence deadline, address) through the FencedDevice and, in the same
 // tick, reads every slot's heartbeat sector and the global lock record. A
-// write that fails or takes longer than io_timeout does not renew the gate;
+// write that fails or takes longer than renewal_write_bound_ns() (io_timeout,
+// or the fence margin if smaller) does not renew the gate;
 // when the gate's deadline passes the node is fenced (FenceGate) and the loop
 // reports it through on_fenced so the daemon exits non-zero.
 //
@@ -46,10 +47,15 @@ inline constexpr uint32_t kHeartbeatFlagStopped = 1u << 1;
 
 // fence_window = dead_after - fence_margin (fence.h), in ns.
 uint64_t fence_window_ns(const cluster::Timing& t);
+// A heartbeat write renews the gate only if it completed within
+// min(io_timeout, fence_margin): the margin is what covers a write still in
+// flight at the deadline, so the gate is extended only while the disk
+// completes writes faster than the margin (docs/MEMBERSHIP.md).
+uint64_t renewal_write_bound_ns(const cluster::Timing& t);
 // The rules the timing equation needs (docs/MEMBERSHIP.md): every value > 0,
-// fence_margin >= io_timeout (a write submitted just before the deadline has
-// landed before a peer acts), fence_window >= interval + io_timeout (one slow
-// write still renews the gate in time). InvalidArgument naming the rule.
+// dead_after > fence_margin, fence_window >= interval + the renewal write
+// bound (the write after a failed one still renews in time).
+// InvalidArgument naming the rule.
 Status validate_timing(const cluster::Timing& t);
 
 enum class PeerLiveness { kUnknown, kLive, kDead, kStopped };
