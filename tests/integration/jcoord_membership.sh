@@ -23,12 +23,13 @@ DEAD_AFTER=$(jc_json "$INFO" "j['timing']['dead_after_ms']" 2>/dev/null || echo 
 INTERVAL=$(jc_json "$INFO" "j['timing']['heartbeat_interval_ms']" 2>/dev/null || echo 500)
 echo "timing: heartbeat every $INTERVAL ms, dead after $DEAD_AFTER ms"
 
+T0=$SECONDS
 echo "== 1. ten nodes at once"
 for i in $(seq 0 9); do jc_start "n$i"; done
 for i in $(seq 0 9); do jc_wait_ready "n$i" 60; done
 slots=""
 for i in $(seq 0 9); do slots="$slots $(jc_json "$(jc_status n$i)" "j['slot']")"; done
-echo "slots:$slots"
+echo "slots:$slots (all ready after $((SECONDS - T0)) s)"
 distinct=$(echo $slots | tr ' ' '\n' | sort -u | wc -l)
 [ "$distinct" -eq 10 ] || fail "10 nodes got $distinct distinct slots ($slots)"
 
@@ -70,10 +71,14 @@ kill -9 "$(jc_pid $K)"
 wait "$(jc_pid $K)" 2>/dev/null || true
 unset "JC_PID[$K]"
 jc_wait "$WATCH" "[s for s in j['slots'] if s['slot']==$kslot][0]['liveness']=='dead'" 30
-t1=$(date +%s%N)
-ms=$(((t1 - t0) / 1000000))
-bound=$((DEAD_AFTER + INTERVAL + 1000))
-echo "measured: $WATCH reported $K (slot $kslot) dead ${ms} ms after kill -9 (bound ${bound} ms = dead_after + interval + 1 s slack)"
+# The watcher's own log line says when it declared the node dead.
+t1=$(grep -m1 "node dead: slot $kslot " "$W/$WATCH.log" | cut -d' ' -f1)
+[ -n "$t1" ] || fail "$WATCH did not log the death of slot $kslot"
+ms=$(python3 -c 'import sys,datetime; t=datetime.datetime.strptime(sys.argv[1],"%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc); print(int(t.timestamp()*1000) - int(sys.argv[2])//1000000)' "$t1" "$t0")
+# dead_after after the last change seen, which is at most one interval old
+# at the kill; plus one read interval and 1 s for a loaded shared machine.
+bound=$((DEAD_AFTER + 2 * INTERVAL + 1000))
+echo "measured: $WATCH declared $K (slot $kslot) dead ${ms} ms after kill -9 (configured dead_after ${DEAD_AFTER} ms, interval ${INTERVAL} ms; bound ${bound} ms)"
 [ "$ms" -le "$bound" ] || fail "death detection took $ms ms, bound $bound ms"
 jc_wait "$coord_node" "not [s for s in j['slots'] if s['slot']==$kslot][0]['lease']['owned']" 20
 grep -q "recovered slot $kslot" "$W/$coord_node.log" || fail "the coordinator did not log the recovery of slot $kslot"
@@ -83,8 +88,9 @@ sslot=$(jc_json "$(jc_status $S)" "j['slot']")
 hb_first=$(debugfs -R "bmap /.cext3/heartbeat 0" "$JC_DISK" 2>/dev/null)
 j_first=$(debugfs -R "bmap /.cext3/journal.$(printf %02d "$sslot") 0" "$JC_DISK" 2>/dev/null)
 BS=$(dumpe2fs -h "$JC_DISK" 2>/dev/null | awk '/^Block size:/{print $3}')
-j_blocks=$(( $(debugfs -R "stat /.cext3/journal.$(printf %02d "$sslot")" "$JC_DISK" 2>/dev/null |
-  sed -n 's/.*Size: \([0-9]*\).*/\1/p') / BS ))
+j_bytes=$(debugfs -R "stat /.cext3/journal.$(printf %02d "$sslot")" "$JC_DISK" 2>/dev/null |
+  grep -o "Size: [0-9]*" | head -1 | cut -d' ' -f2)
+j_blocks=$((j_bytes / BS))
 [ -n "$hb_first" ] && [ -n "$j_first" ] && [ "$j_blocks" -gt 0 ] || fail "cannot locate slot $sslot's system files"
 snap() {  # the bytes node S may write: its heartbeat sector and its journal
   { dd if="$JC_DISK" bs=512 skip=$((hb_first * BS / 512 + sslot)) count=1 status=none

@@ -9,14 +9,16 @@ step to its node's event log, one line per event:
 
 events: request (about to ask), grant (the reply arrived), convert (mode
 changed: logged before sending a downgrade, after the reply of an upgrade),
-release (logged before sending the unlock), died (the node was killed; all
-its holds end here), timeout (a request that was never granted).
+release (logged before sending the unlock), timeout (a request that was never
+granted), recovered (a killed node's slot was recovered, taken from the
+recovering daemon's log: the killed node's holds and requests end there).
 Times are CLOCK_MONOTONIC, which all processes on one machine share, so the
 merged logs of all nodes can be checked by cext3-lock-check.
 Logged hold intervals lie inside what the client believed it held, so an
 overlap of two incompatible logged holds is a real violation.
 """
 import argparse
+import calendar
 import json
 import os
 import random
@@ -43,8 +45,30 @@ class Node:
         with self.mu:
             os.kill(self.pid, signal.SIGKILL)
             self.dead = True
-            self.log.write(f"{time.monotonic_ns()} {self.name} - - died -\n")
-            self.log.flush()
+
+    def recovered_at(self, mono_ns):
+        with self.mu:
+            self.log.write(f"{mono_ns} {self.name} - - recovered -\n")
+
+
+def find_recovery(log_dir, slot):
+    """CLOCK_MONOTONIC ns of the first daemon log line saying `slot` was
+    recovered. Daemon logs carry UTC wall-clock times in ms; the line is
+    written before the lock master is told, so the time is never late."""
+    offset = time.time_ns() - time.monotonic_ns()
+    best = None
+    for f in os.listdir(log_dir):
+        if not f.endswith(".log"):
+            continue
+        for line in open(os.path.join(log_dir, f), errors="replace"):
+            if f" recovered slot {slot} (" not in line:
+                continue
+            stamp = line.split(" ", 1)[0]
+            t = time.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S")
+            wall_ns = (calendar.timegm(t) * 1000 + int(stamp[20:23])) * 1000000
+            mono = wall_ns - offset
+            best = mono if best is None else min(best, mono)
+    return best
 
 
 class Session:
@@ -87,23 +111,31 @@ def client(node, cid, args, rng, stats):
             lid = rep["id"]
             time.sleep(rng.random() * args.hold_ms / 1000.0)
             if rng.random() < args.convert_share:
-                if mode == "EX":
-                    node.event(cid, r, "convert", "PR")
-                    rep = sess.call(f"convert {lid} PR {args.timeout_ms}")
-                    mode = "PR"
-                    if not rep["ok"]:
-                        stats["errors"].append(f"{node.name}/{cid}: convert {r} PR: {rep.get('error')}")
-                else:
-                    node.event(cid, r, "request", "EX")
-                    rep = sess.call(f"convert {lid} EX {args.timeout_ms}")
-                    if rep["ok"]:
-                        node.event(cid, r, "convert", "EX")
-                        mode = "EX"
-                    else:
-                        node.event(cid, r, "timeout", "EX")
-                        stats["errors"].append(f"{node.name}/{cid}: convert {r} EX: {rep.get('error')}")
+                # Downgrade first (EX -> PR or NL, PR -> NL), then maybe
+                # upgrade from NL. An upgrade from PR is never asked: two PR
+                # holders both upgrading wait for each other forever, a
+                # deadlock of the callers that no lock manager can resolve
+                # without failing one of them.
+                down = "PR" if mode == "EX" and rng.random() < 0.5 else "NL"
+                node.event(cid, r, "convert", down)
+                rep = sess.call(f"convert {lid} {down} {args.timeout_ms}")
+                mode = down
                 stats["converts"] += 1
+                if not rep["ok"]:
+                    stats["errors"].append(f"{node.name}/{cid}: convert {r} {down}: {rep.get('error')}")
                 time.sleep(rng.random() * args.hold_ms / 1000.0)
+                if mode == "NL" and rng.random() < 0.5:
+                    up = "EX" if rng.random() < args.ex_share else "PR"
+                    node.event(cid, r, "request", up)
+                    rep = sess.call(f"convert {lid} {up} {args.timeout_ms}")
+                    stats["converts"] += 1
+                    if rep["ok"]:
+                        node.event(cid, r, "convert", up)
+                        mode = up
+                    else:
+                        node.event(cid, r, "timeout", up)
+                        stats["errors"].append(f"{node.name}/{cid}: convert {r} {up}: {rep.get('error')}")
+                    time.sleep(rng.random() * args.hold_ms / 1000.0)
             node.event(cid, r, "release", mode)
             rep = sess.call(f"unlock {lid}")
             if not rep["ok"]:
@@ -123,10 +155,12 @@ def main():
     ap.add_argument("--ex-share", type=float, default=0.5)
     ap.add_argument("--convert-share", type=float, default=0.2)
     ap.add_argument("--hold-ms", type=float, default=2.0)
-    ap.add_argument("--timeout-ms", type=int, default=30000)
+    ap.add_argument("--timeout-ms", type=int, default=20000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--kill", help="NAME of a node to kill -9 mid-run")
-    ap.add_argument("--kill-after-ms", type=int, default=1000)
+    ap.add_argument("--kill-after-grants", type=int, default=0,
+                    help="kill once this many grants were seen (default: a quarter of all operations)")
+    ap.add_argument("--daemon-logs", help="directory of the daemons' NAME.log files (to find the recovery)")
     args = ap.parse_args()
 
     nodes = {}
@@ -144,12 +178,27 @@ def main():
     t0 = time.monotonic()
     for t in threads:
         t.start()
+    victim_slot = None
     if args.kill:
-        time.sleep(args.kill_after_ms / 1000.0)
+        victim_slot = Session(nodes[args.kill].sock).call("status")["slot"]
+        at = args.kill_after_grants or len(threads) * args.ops // 4
+        while stats["grants"] < at and any(t.is_alive() for t in threads):
+            time.sleep(0.001)
         nodes[args.kill].kill()
-        print(f"killed {args.kill} (pid {nodes[args.kill].pid}) after {args.kill_after_ms} ms")
+        print(f"killed {args.kill} (pid {nodes[args.kill].pid}, slot {victim_slot}) after {stats['grants']} grants")
     for t in threads:
         t.join()
+    if args.kill:
+        rec = None
+        for _ in range(100):
+            rec = find_recovery(args.daemon_logs, victim_slot)
+            if rec is not None:
+                break
+            time.sleep(0.1)
+        if rec is None:
+            stats["errors"].append(f"no daemon log says slot {victim_slot} of {args.kill} was recovered")
+        else:
+            nodes[args.kill].recovered_at(rec)
     for node in nodes.values():
         node.log.close()
     dt = time.monotonic() - t0
