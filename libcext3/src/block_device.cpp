@@ -8,11 +8,16 @@ namespace cext3 {
 
 Status BlockDevice::submit(std::span<IoRequest> batch) {
   Status first;
+  bool durable = false;
   for (IoRequest& r : batch) {
     Status s = r.op == IoRequest::Op::kRead ? read(r.offset, r.buf, r.len)
                                             : write(r.offset, r.buf, r.len);
     if (!s.ok() && first.ok()) first = s;
+    durable = durable || (r.op == IoRequest::Op::kWrite && r.durable && r.len > 0);
   }
+  // A durable write without native support: a flush after the whole batch
+  // makes it (and everything else written so far) durable.
+  if (durable && first.ok()) first = flush();
   return first;
 }
 

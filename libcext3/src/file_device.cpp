@@ -106,6 +106,10 @@ class FileDeviceImpl final : public FileDevice {
   std::string buffered_reason() const override { return buffered_reason_; }
   bool is_block_device() const override { return block_device_; }
   unsigned queue_depth() const override { return depth_; }
+  // Durable writes go to the kernel with RWF_DSYNC (file_device_aio.cpp): a
+  // FUA write where the disk has FUA, else the kernel's own write + cache
+  // flush, either way without a second system call round trip.
+  bool native_durable_writes() const override { return !read_only_; }
 
   Status read(uint64_t offset, void* buf, size_t len) override {
     IoRequest r{IoRequest::Op::kRead, offset, buf, len};

@@ -6,6 +6,10 @@
 #include <cstring>
 #include <ctime>
 
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <unistd.h>
+
 namespace cext3::file_device_detail {
 
 namespace {
@@ -31,6 +35,9 @@ struct AioQueue::Chunk {
   size_t len = 0;
   size_t done = 0;          // bytes transferred so far (a multiple of the sector size)
   unsigned stalls = 0;      // completions in a row that made no progress
+  // Write-through requested (IoRequest::durable): each piece goes to the
+  // kernel with RWF_DSYNC, so it is durable when its completion arrives.
+  bool durable = false;
 };
 
 // One iocb in flight, with its bounce buffer (kept between batches so that
@@ -68,6 +75,7 @@ Status AioQueue::run(const AioTarget& t, std::span<const IoRequest> batch) {
       c.offset = r.offset + pos;
       c.user = static_cast<uint8_t*>(r.buf) + pos;
       c.len = std::min(kMaxChunkBytes, r.len - pos);
+      c.durable = c.write && r.durable;
       chunks.push_back(c);
     }
   }
@@ -91,6 +99,10 @@ Status AioQueue::run(const AioTarget& t, std::span<const IoRequest> batch) {
   size_t next_new = 0;
   unsigned in_flight = 0;
   unsigned again = 0;
+  // A kernel without per-request RWF_DSYNC (before Linux 4.13) rejects the
+  // flag at io_submit: those pieces go again as plain writes and the batch
+  // ends with an fdatasync instead.
+  bool sync_at_end = false;
 
   auto prepare = [&](Slot& s, size_t ci) {
     Chunk& c = chunks[ci];
@@ -106,6 +118,7 @@ Status AioQueue::run(const AioTarget& t, std::span<const IoRequest> batch) {
     const auto off = static_cast<long long>(c.offset + c.done);
     if (c.write) {
       io_prep_pwrite(&s.cb, t.fd, buf, len, off);
+      if (c.durable) s.cb.aio_rw_flags = RWF_DSYNC;
     } else {
       io_prep_pread(&s.cb, t.fd, buf, len, off);
     }
@@ -185,6 +198,18 @@ Status AioQueue::run(const AioTarget& t, std::span<const IoRequest> batch) {
         // The kernel rejected the first pending iocb outright; the others
         // were not looked at and stay pending.
         Slot* s = static_cast<Slot*>(pending.front()->data);
+        if ((r == -EINVAL || r == -EOPNOTSUPP) && s->cb.aio_rw_flags != 0) {
+          // No RWF_DSYNC in this kernel's AIO: plain write, fdatasync later.
+          for (struct iocb* cb : pending) {
+            Slot* p = static_cast<Slot*>(cb->data);
+            if (p->cb.aio_rw_flags == 0) continue;
+            p->cb.aio_rw_flags = 0;
+            chunks[p->chunk].durable = false;
+          }
+          for (Chunk& c : chunks) c.durable = false;
+          sync_at_end = true;
+          continue;
+        }
         fail(Status::FromErrno(-r, what(chunks[s->chunk], s->len)));
         pending.erase(pending.begin());
         free_slots.push_back(s);
@@ -208,6 +233,9 @@ Status AioQueue::run(const AioTarget& t, std::span<const IoRequest> batch) {
       }
     }
   }
+  if (sync_at_end && first.ok() && ::fdatasync(t.fd) != 0)
+    fail(Status::FromErrno(errno, t.name + ": making a write-through write durable (fdatasync) failed; "
+                                      "data since the last flush may be lost, check the device"));
   return first;
 }
 

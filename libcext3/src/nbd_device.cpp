@@ -53,6 +53,7 @@ struct Piece {
   uint64_t offset;
   uint8_t* buf;
   size_t len;
+  bool fua = false;  // kWrite: NBD_CMD_FLAG_FUA (IoRequest::durable)
 };
 
 // Bookkeeping for one submit() or flush() call. Every field is touched only
@@ -90,6 +91,7 @@ class NbdDevice final : public BlockDevice {
         sector_size_(sector_size),
         read_only_(read_only),
         can_flush_(can_flush),
+        can_fua_(nbd_can_fua(h) == 1),
         max_request_(max_request),
         queue_depth_(std::max(1u, queue_depth)) {}
 
@@ -118,25 +120,33 @@ class NbdDevice final : public BlockDevice {
     return submit(std::span<IoRequest>(&r, 1));
   }
 
+  // The server writes FUA requests through to stable storage before it
+  // replies; without FUA a durable write costs write + NBD_CMD_FLUSH.
+  bool native_durable_writes() const override { return can_fua_ && !read_only_; }
+
   Status submit(std::span<IoRequest> batch) override {
     std::vector<Status> verdict(batch.size());
     std::vector<Piece> pieces;
+    bool flush_after = false;  // a durable write on a server without FUA
     for (size_t i = 0; i < batch.size(); ++i) {
       const IoRequest& r = batch[i];
       verdict[i] = check_range(r.offset, r.len);
       if (verdict[i].ok() && r.op == IoRequest::Op::kWrite && read_only_) verdict[i] = refuse_write();
       if (!verdict[i].ok()) continue;
+      const bool durable = r.op == IoRequest::Op::kWrite && r.durable && r.len > 0;
+      flush_after = flush_after || (durable && !can_fua_);
       auto* p = static_cast<uint8_t*>(r.buf);
       for (size_t done = 0; done < r.len;) {
         size_t n = static_cast<size_t>(std::min<uint64_t>(r.len - done, max_request_));
         pieces.push_back({r.op == IoRequest::Op::kRead ? Piece::Kind::kRead : Piece::Kind::kWrite, i,
-                          r.offset + done, p + done, n});
+                          r.offset + done, p + done, n, durable && can_fua_});
         done += n;
       }
     }
     run(pieces, batch.size(), verdict, [&](size_t i) { return batch[i]; });
     for (const Status& s : verdict)
       if (!s.ok()) return s;
+    if (flush_after) return flush();
     return Status::OK();
   }
 
@@ -195,7 +205,9 @@ class NbdDevice final : public BlockDevice {
         int64_t cookie = -1;
         switch (p.kind) {
           case Piece::Kind::kRead: cookie = nbd_aio_pread(h_, p.buf, p.len, p.offset, cb, 0); break;
-          case Piece::Kind::kWrite: cookie = nbd_aio_pwrite(h_, p.buf, p.len, p.offset, cb, 0); break;
+          case Piece::Kind::kWrite:
+            cookie = nbd_aio_pwrite(h_, p.buf, p.len, p.offset, cb, p.fua ? LIBNBD_CMD_FLAG_FUA : 0);
+            break;
           case Piece::Kind::kFlush: cookie = nbd_aio_flush(h_, cb, 0); break;
         }
         if (cookie == -1) {
@@ -269,6 +281,7 @@ class NbdDevice final : public BlockDevice {
   const uint32_t sector_size_;
   const bool read_only_;
   const bool can_flush_;
+  const bool can_fua_;
   const uint64_t max_request_;
   const unsigned queue_depth_;
   // Serializes every call that can advance the libnbd state machine (issue,

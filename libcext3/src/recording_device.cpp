@@ -352,6 +352,7 @@ Status RecordingDevice::submit(std::span<IoRequest> batch) {
   forward.reserve(batch.size());
   Status first;
   bool power_off_after = false;
+  bool durable = false;  // a forwarded durable write needs the flush below
   for (size_t i = 0; i < batch.size(); ++i) {
     const IoRequest& r = batch[i];
     if (r.op == IoRequest::Op::kRead) {
@@ -374,6 +375,10 @@ Status RecordingDevice::submit(std::span<IoRequest> batch) {
     } else {
       fate[i] = Fate::kForward;
       forward.push_back(r);
+      // Made durable by the flush after the batch, so that the log's flush
+      // record is exactly what the inner device was asked to do.
+      forward.back().durable = false;
+      durable = durable || r.durable;
     }
     if (opts_.faults.power_loss_after_writes && writes_ == *opts_.faults.power_loss_after_writes)
       power_off_after = true;
@@ -397,10 +402,16 @@ Status RecordingDevice::submit(std::span<IoRequest> batch) {
     } else {
       rec.type = LogRecord::Type::kWrite;
     }
+    if (batch[i].durable) rec.flags |= LogRecord::kFlagDurable;
     CEXT3_RETURN_IF_ERROR(append(std::move(rec), batch[i].buf));
   }
   if (power_off_after) CEXT3_RETURN_IF_ERROR(power_off_locked());
   if (!inner_status.ok()) return inner_status;
+  if (!first.ok()) return first;
+  // The power went off after the last write: the machine is off before the
+  // durable writes' flush could happen.
+  if (durable && power_off_after) return powered_off_status();
+  if (durable) return flush_locked(LogRecord::kFlagDurable);
   return first;
 }
 
@@ -408,11 +419,20 @@ Status RecordingDevice::flush() {
   std::lock_guard<std::mutex> g(mu_);
   if (!log_error_.ok()) return log_error_;
   if (power_lost_) return powered_off_status();
+  return flush_locked(0);
+}
+
+bool RecordingDevice::native_durable_writes() const {
+  return opts_.native_durable_writes.value_or(inner_->native_durable_writes());
+}
+
+Status RecordingDevice::flush_locked(uint16_t flags) {
   ++flushes_;
   LogRecord rec;
+  rec.flags = flags;
   if (flushes_ == opts_.faults.fail_flush) {
     rec.type = LogRecord::Type::kFlushFailed;
-    rec.flags = LogRecord::kFlagInjected;
+    rec.flags |= LogRecord::kFlagInjected;
     CEXT3_RETURN_IF_ERROR(append(std::move(rec), nullptr));
     return Status::IoError(name() + ": injected I/O error on flush #" + std::to_string(flushes_) +
                            "; a test fault, nothing was made durable");

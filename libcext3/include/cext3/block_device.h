@@ -18,7 +18,12 @@
 //  * requests in one submit() batch may complete in any order and must not
 //    overlap if any of them is a write; a caller that needs A before B puts a
 //    flush() between them;
-//  * a read-only device refuses write() and flush() is a no-op.
+//  * a read-only device refuses write() and flush() is a no-op;
+//  * a write marked IoRequest::durable is durable when submit() returns OK,
+//    as if a flush() had followed it; it promises nothing about any other
+//    write (a device may make only that one durable, like a FUA write).
+//    Every backend honours it (the default submit() writes, then flushes);
+//    native_durable_writes() says whether it saves a round trip.
 #pragma once
 
 #include <cstddef>
@@ -37,6 +42,12 @@ struct IoRequest {
   uint64_t offset = 0;
   void* buf = nullptr;  // for kWrite the device only reads from it
   size_t len = 0;
+  // kWrite only (ignored on reads): write-through. When submit() returns OK
+  // this write has reached stable storage, but nothing else is implied: it
+  // is not ordered after the other writes of the batch and does not make
+  // them durable. A caller that needs "A durable before B" still flushes
+  // between them (or marks every write of the epoch durable).
+  bool durable = false;
 };
 
 class BlockDevice {
@@ -54,10 +65,17 @@ class BlockDevice {
   virtual Status read(uint64_t offset, void* buf, size_t len) = 0;
   virtual Status write(uint64_t offset, const void* buf, size_t len) = 0;
   // Run a batch of independent requests; returns when all have completed,
-  // with the first failure if any failed. The default runs them one by one.
+  // with the first failure if any failed. The default runs them one by one
+  // and, if the batch held a durable write, flushes after the batch.
   virtual Status submit(std::span<IoRequest> batch);
   // Make every completed write durable (fdatasync, NBD_CMD_FLUSH, ...).
   virtual Status flush() = 0;
+  // True when submit() makes an IoRequest::durable write durable by itself
+  // (RWF_DSYNC, NBD FUA), without a separate flush() round trip. When false,
+  // durable writes still work (the default submit() runs the batch and then
+  // flush()), but write + flush() is just as good. Callers pick their write
+  // path with it; a wrapper that forwards submit() may forward this too.
+  virtual bool native_durable_writes() const { return false; }
 
  protected:
   // Shared argument check for backends: alignment and bounds.

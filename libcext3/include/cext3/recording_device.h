@@ -41,6 +41,13 @@ struct LogRecord {
   // Set on kWriteFailed/kFlushFailed when the failure was injected by the
   // FaultPlan rather than returned by the inner device.
   static constexpr uint16_t kFlagInjected = 1;
+  // Set on the kWrite records of IoRequest::durable writes and on the kFlush
+  // that follows them: the recording device makes a durable write durable by
+  // writing it and then flushing, so it is logged as write + flush (an epoch
+  // boundary). A real device may make only that write durable (FUA); a test
+  // can use this flag to check that the code never relied on more (every
+  // write of an epoch ended by such a flush is itself durable).
+  static constexpr uint16_t kFlagDurable = 2;
 
   Type type = Type::kWrite;
   uint16_t flags = 0;
@@ -112,6 +119,9 @@ struct RecordingOptions {
   // Also keep the log in memory (RecordingDevice::log()); for in-process tests.
   bool keep_in_memory = false;
   FaultPlan faults;
+  // What native_durable_writes() reports (the write path code under test
+  // picks). Empty: what the wrapped device reports.
+  std::optional<bool> native_durable_writes;
 };
 
 class RecordingDevice : public BlockDevice {
@@ -132,9 +142,13 @@ class RecordingDevice : public BlockDevice {
   Status write(uint64_t offset, const void* buf, size_t len) override;
   // Each write of the batch becomes its own record, in batch order, all in
   // the current flush epoch. The batch reaches the inner device as one
-  // submit() holding only the requests the fault plan lets through.
+  // submit() holding only the requests the fault plan lets through. If it
+  // holds durable writes, they go down as plain writes followed by one
+  // inner flush() (counted as a flush by the FaultPlan, which may fail it),
+  // logged as their writes (kFlagDurable) and then a kFlush (kFlagDurable).
   Status submit(std::span<IoRequest> batch) override;
   Status flush() override;
+  bool native_durable_writes() const override;
 
   // Change the faults from now on (counters keep running).
   void set_faults(const FaultPlan& faults);
@@ -155,6 +169,8 @@ class RecordingDevice : public BlockDevice {
   // Both need mu_ held.
   Status append(LogRecord rec, const void* data);
   Status power_off_locked();
+  // Count, forward and log one flush (flags go on its record).
+  Status flush_locked(uint16_t flags);
   Status powered_off_status() const;
 
   BlockDevice* inner_;
