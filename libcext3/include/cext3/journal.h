@@ -196,6 +196,7 @@ struct JournalStats {
   uint64_t commits = 0;       // jbd2 transactions written
   uint64_t handles = 0;       // Transaction objects committed (>= commits)
   uint64_t flushes = 0;       // device flushes issued by the journal
+  uint64_t durable_writes = 0;  // epochs ended by one durable write instead of a flush
   uint64_t checkpoints = 0;
   uint64_t log_blocks_written = 0;
 };

@@ -11,30 +11,19 @@ namespace cext3::journal {
 
 Status Journal::State::checkpoint_locked() {
   if (!aborted.ok()) return aborted;
-  const uint32_t bs = map.block_size();
   if (!dirty.empty()) {
     std::vector<io::BlockRef> refs;
     refs.reserve(dirty.size());
     for (auto& [b, data] : dirty) refs.push_back({b, const_cast<uint8_t*>(data->data())});
-    Status s = io::write_blocks(dev, bs, refs);
-    if (!s.ok()) {
-      aborted = s.Annotate("journal aborted during checkpoint");
-      return s;
-    }
     // In-place images must be durable before the log that could restore
     // them is forgotten.
-    CEXT3_RETURN_IF_ERROR(flush_locked());
+    CEXT3_RETURN_IF_ERROR(write_durable_locked(std::move(refs)));
   }
   if (sb.info.start != 0) {
     // Empty log: s_start 0, s_sequence = the next tid, never used in the log.
     sb.info.start = 0;
     sb.info.sequence = next_tid;
-    Status s = store_superblock(dev, map, sb);
-    if (!s.ok()) {
-      aborted = s.Annotate("journal aborted during checkpoint");
-      return s;
-    }
-    CEXT3_RETURN_IF_ERROR(flush_locked());
+    CEXT3_RETURN_IF_ERROR(write_durable_locked({superblock_ref()}));
   }
   // The head stays where it is (as in jbd2): the next transaction starts
   // there and the log wraps past s_maxlen back to s_first.
@@ -64,12 +53,8 @@ Status Journal::checkpoint_blocks(Transaction txn, std::span<const uint64_t> blo
     if (it != st.dirty.end()) refs.push_back({b, const_cast<uint8_t*>(it->second->data())});
   }
   if (!refs.empty()) {
-    Status s = io::write_blocks(st.dev, st.map.block_size(), refs);
-    if (!s.ok()) {
-      st.aborted = s.Annotate("journal aborted during forced checkpoint");
-      return s;
-    }
-    CEXT3_RETURN_IF_ERROR(st.flush_locked());
+    // Durable in place before the revoke (or the empty log) that follows.
+    CEXT3_RETURN_IF_ERROR(st.write_durable_locked(std::move(refs)));
     for (uint64_t b : blocks) st.dirty.erase(b);
   }
   // Nothing else waits in the log: emptying it is cheaper than a revoke

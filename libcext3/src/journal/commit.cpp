@@ -97,12 +97,28 @@ Status Journal::State::flush_locked() {
   return st;
 }
 
+Status Journal::State::write_durable_locked(std::vector<io::BlockRef> refs) {
+  bool flushed = false;
+  Status st = io::write_blocks_durable(dev, map.block_size(), std::move(refs), &flushed);
+  if (flushed) {
+    ++stats.flushes;
+  } else {
+    ++stats.durable_writes;
+  }
+  if (!st.ok() && aborted.ok()) aborted = st.Annotate("journal aborted after a failed durable write");
+  return st;
+}
+
+io::BlockRef Journal::State::superblock_ref() {
+  pack_superblock(sb);
+  return {map.fs_block(0), sb.block.data()};
+}
+
 Status Journal::set_errno(int32_t err) {
   std::lock_guard<std::mutex> g(s_->io_mu);
   if (!s_->aborted.ok()) return s_->aborted;
   s_->sb.info.errno_value = err;
-  CEXT3_RETURN_IF_ERROR(store_superblock(s_->dev, s_->map, s_->sb));
-  return s_->flush_locked();
+  return s_->write_durable_locked({s_->superblock_ref()});
 }
 
 Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) {
@@ -129,9 +145,7 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
     if (m.ordered.empty()) return next_tid - 1;
     std::vector<io::BlockRef> refs;
     for (auto& [blk, data] : m.ordered) refs.push_back({blk, const_cast<uint8_t*>(data->data())});
-    Status s = io::write_blocks(dev, bs, refs);
-    if (!s.ok()) return fail(s);
-    CEXT3_RETURN_IF_ERROR(flush_locked());
+    CEXT3_RETURN_IF_ERROR(write_durable_locked(std::move(refs)));
     return next_tid - 1;
   }
 
@@ -214,38 +228,46 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
     sb_dirty = true;
   }
 
+  // The log blocks, in log order; contiguous stretches merge into large
+  // requests (journal_io), so a transaction that does not wrap is one
+  // request per MiB. The superblock, when it changes, joins the body's
+  // epoch: it points at the body, and like the body it must be durable
+  // before the commit block (two flushes) or by the time commit() returns
+  // (one flush, where a superblock pointing at a torn transaction is
+  // harmless: the scan drops it).
   std::vector<io::BlockRef> body;
+  body.reserve(need + 1);
   for (uint64_t i = 0; i + 1 < need; ++i) body.push_back({map.fs_block(log_pos(i)), blk(i)});
   io::BlockRef commit_ref{map.fs_block(log_pos(need - 1)), commit};
+  if (sb_dirty) body.push_back(superblock_ref());
   std::vector<io::BlockRef> ordered;
   for (auto& [b, data] : m.ordered) ordered.push_back({b, const_cast<uint8_t*>(data->data())});
 
-  Status s;
   if (mode == CommitMode::kTwoFlush) {
-    // Epoch 1: ordered data, log body, superblock. Epoch 2: commit block.
-    std::vector<io::BlockRef> epoch1 = body;
-    epoch1.insert(epoch1.end(), ordered.begin(), ordered.end());
-    s = io::write_blocks(dev, bs, epoch1);
-    if (s.ok() && sb_dirty) s = store_superblock(dev, map, sb);
+    // Epoch 1: ordered data, log body, superblock; flush. Epoch 2: the
+    // commit block alone, written durable (a FUA/RWF_DSYNC write where the
+    // device has one, else write + flush). It is issued only after the
+    // flush of epoch 1 returned, so it can never be durable before its body.
+    body.insert(body.end(), ordered.begin(), ordered.end());
+    Status s = io::write_blocks(dev, bs, std::move(body));
     if (!s.ok()) return fail(s);
     CEXT3_RETURN_IF_ERROR(flush_locked());
-    s = io::write_blocks(dev, bs, {commit_ref});
-    if (!s.ok()) return fail(s);
-    CEXT3_RETURN_IF_ERROR(flush_locked());
+    CEXT3_RETURN_IF_ERROR(write_durable_locked({commit_ref}));
   } else {
     // Ordered data is not covered by the log checksums: it gets its own
-    // epoch. Then body, commit and superblock in one epoch.
+    // epoch. Then body, commit and superblock in one epoch, made durable at
+    // once: a single durable request when the log does not wrap and the
+    // transaction fits one request (every single-block commit), else
+    // writes + one flush. A crash can leave the commit block durable
+    // without its body; the checksums catch that at replay, and that
+    // commit() had not returned.
     if (!ordered.empty()) {
-      s = io::write_blocks(dev, bs, ordered);
+      Status s = io::write_blocks(dev, bs, std::move(ordered));
       if (!s.ok()) return fail(s);
       CEXT3_RETURN_IF_ERROR(flush_locked());
     }
-    std::vector<io::BlockRef> all = body;
-    all.push_back(commit_ref);
-    s = io::write_blocks(dev, bs, all);
-    if (s.ok() && sb_dirty) s = store_superblock(dev, map, sb);
-    if (!s.ok()) return fail(s);
-    CEXT3_RETURN_IF_ERROR(flush_locked());
+    body.push_back(commit_ref);
+    CEXT3_RETURN_IF_ERROR(write_durable_locked(std::move(body)));
   }
 
   head = log_pos(need);

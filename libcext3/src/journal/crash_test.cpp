@@ -117,7 +117,34 @@ std::string check_image(const std::vector<uint8_t>& disk, const std::map<uint64_
   return "";
 }
 
-void run_sweep(uint32_t incompat, cj::CommitMode mode, unsigned ntx, uint32_t seed, bool full) {
+// With durable writes the recording device logs each one as its write and
+// then a flush (kFlagDurable on both). A real device may make only that
+// write durable (FUA), so the crash model is exact only if every write of an
+// epoch ended by such a flush was itself durable: check that, and that the
+// durable path was taken at all.
+void check_durable_epochs(const cext3::RecordLog& log) {
+  using cext3::LogRecord;
+  std::vector<const LogRecord*> epoch;
+  uint64_t durable_flushes = 0;
+  for (const LogRecord& r : log.records) {
+    if (r.type == LogRecord::Type::kWrite) {
+      epoch.push_back(&r);
+    } else if (r.type == LogRecord::Type::kFlush) {
+      if (r.flags & LogRecord::kFlagDurable) {
+        ++durable_flushes;
+        for (const LogRecord* w : epoch) {
+          INFO("write record " << w->seq << " at offset " << w->offset << ", flush record " << r.seq);
+          CHECK((w->flags & LogRecord::kFlagDurable) != 0);
+        }
+      }
+      epoch.clear();
+    }
+  }
+  CHECK(durable_flushes > 0);
+}
+
+void run_sweep(uint32_t incompat, cj::CommitMode mode, unsigned ntx, uint32_t seed, bool full,
+               bool durable_writes = false) {
   cext3::MemoryDevice base(kDevBlocks * kBs, 512);
   auto map = cj::JournalMap::contiguous(kBs, kJournalAt, 20).value();  // 19 log blocks: wraps
   cj::FormatOptions fo;
@@ -130,6 +157,7 @@ void run_sweep(uint32_t incompat, cj::CommitMode mode, unsigned ntx, uint32_t se
   work.bytes() = base_image;
   cext3::RecordingOptions ro;
   ro.keep_in_memory = true;
+  ro.native_durable_writes = durable_writes;
   auto rec = cext3::RecordingDevice::create(work, ro);
   REQUIRE(rec.ok());
   auto txns = plan(ntx, seed);
@@ -150,6 +178,7 @@ void run_sweep(uint32_t incompat, cj::CommitMode mode, unsigned ntx, uint32_t se
       txns[i].end_write = (*rec)->writes_seen();
     }
   }
+  if (durable_writes) check_durable_epochs((*rec)->log());
   cext3::CrashStates cs((*rec)->log());
   cext3::CrashStateOptions co;
   co.reorder = true;
@@ -217,6 +246,16 @@ TEST_CASE("journal crash states: one-flush csum_v3 commits replay exactly the du
           "[journal][crash]") {
   run_sweep(cj::kIncompatRevoke | cj::kIncompatCsumV3, cj::CommitMode::kOneFlush, full_sweep() ? 40 : 14, 2,
             full_sweep());
+}
+
+TEST_CASE("journal crash states: commit blocks and single-request epochs as durable writes", "[journal][crash]") {
+  const unsigned n = full_sweep() ? 40 : 14;
+  SECTION("two flushes: body, flush, durable commit block") {
+    run_sweep(cj::kIncompatRevoke, cj::CommitMode::kTwoFlush, n, 11, full_sweep(), true);
+  }
+  SECTION("one flush, csum_v3: body + commit block as one durable write") {
+    run_sweep(cj::kIncompatRevoke | cj::kIncompatCsumV3, cj::CommitMode::kOneFlush, n, 12, full_sweep(), true);
+  }
 }
 
 TEST_CASE("journal crash states: 64-bit two-flush with more seeds", "[journal][crash]") {

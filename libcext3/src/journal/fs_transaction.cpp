@@ -68,8 +68,7 @@ Result<FsTransactionResult> commit_and_checkpoint_fs_transaction(BlockDevice& de
   //    superblock was logged): never on a stale in-memory copy.
   CEXT3_RETURN_IF_ERROR(fs_sb::read(dev, bs, sbblock.data()));
   fs_sb::set_recover(bs, sbblock.data(), false);
-  CEXT3_RETURN_IF_ERROR(io::write_block(dev, bs, fs_sb::block_of_superblock(bs), sbblock.data()));
-  CEXT3_RETURN_IF_ERROR(dev.flush());
+  CEXT3_RETURN_IF_ERROR(io::write_blocks_durable(dev, bs, {{fs_sb::block_of_superblock(bs), sbblock.data()}}));
   FsTransactionResult r;
   r.tid = tid.value();
   r.blocks_logged = txn.block_count();
@@ -91,15 +90,14 @@ Result<RecoveryReport> recover_fs_journal(BlockDevice& dev, const JournalMap& ma
     if (!sb.ok()) return sb.status();
     sb->info.sequence += 1;
     rep->new_sequence = sb->info.sequence;
-    CEXT3_RETURN_IF_ERROR(store_superblock(dev, map, sb.value()));
-    CEXT3_RETURN_IF_ERROR(dev.flush());
+    pack_superblock(sb.value());
+    CEXT3_RETURN_IF_ERROR(io::write_blocks_durable(dev, bs, {{map.fs_block(0), sb->block.data()}}));
   }
   // The replay may have rewritten the superblock: re-read before clearing.
   CEXT3_RETURN_IF_ERROR(fs_sb::read(dev, bs, sbblock.data()));
   if (fs_sb::incompat(bs, sbblock.data()) & fs_sb::kIncompatRecover) {
     fs_sb::set_recover(bs, sbblock.data(), false);
-    CEXT3_RETURN_IF_ERROR(io::write_block(dev, bs, fs_sb::block_of_superblock(bs), sbblock.data()));
-    CEXT3_RETURN_IF_ERROR(dev.flush());
+    CEXT3_RETURN_IF_ERROR(io::write_blocks_durable(dev, bs, {{fs_sb::block_of_superblock(bs), sbblock.data()}}));
   }
   return rep;
 }

@@ -48,7 +48,8 @@ std::vector<Run> make_runs(uint32_t bs, std::vector<BlockRef>& blocks) {
   return runs;
 }
 
-Status run_batches(BlockDevice& dev, uint32_t bs, std::vector<Run>& runs, IoRequest::Op op) {
+Status run_batches(BlockDevice& dev, uint32_t bs, std::vector<Run>& runs, IoRequest::Op op,
+                   bool durable = false) {
   for (size_t i = 0; i < runs.size(); i += kMaxBatch) {
     std::vector<IoRequest> batch;
     for (size_t j = i; j < std::min(runs.size(), i + kMaxBatch); ++j) {
@@ -57,6 +58,7 @@ Status run_batches(BlockDevice& dev, uint32_t bs, std::vector<Run>& runs, IoRequ
       req.op = op;
       req.offset = r.first_block * bs;
       req.len = r.refs.size() * bs;
+      req.durable = durable;
       bool adjacent = true;  // already one contiguous span in memory?
       for (size_t k = 1; k < r.refs.size() && adjacent; ++k)
         adjacent = r.refs[k].data == r.refs[0].data + k * bs;
@@ -90,6 +92,20 @@ Status write_blocks(BlockDevice& dev, uint32_t bs, std::vector<BlockRef> blocks)
   CEXT3_RETURN_IF_ERROR(check_bounds(dev, bs, blocks));
   auto runs = make_runs(bs, blocks);
   return run_batches(dev, bs, runs, IoRequest::Op::kWrite);
+}
+
+Status write_blocks_durable(BlockDevice& dev, uint32_t bs, std::vector<BlockRef> blocks, bool* flushed) {
+  if (flushed) *flushed = false;
+  if (blocks.empty()) return Status::OK();
+  CEXT3_RETURN_IF_ERROR(check_bounds(dev, bs, blocks));
+  auto runs = make_runs(bs, blocks);
+  if (runs.size() == 1 && dev.native_durable_writes())
+    return run_batches(dev, bs, runs, IoRequest::Op::kWrite, /*durable=*/true);
+  // Several requests: one flush after all of them costs less than a cache
+  // flush per durable request on a disk without FUA.
+  CEXT3_RETURN_IF_ERROR(run_batches(dev, bs, runs, IoRequest::Op::kWrite));
+  if (flushed) *flushed = true;
+  return dev.flush();
 }
 
 Status read_blocks(BlockDevice& dev, uint32_t bs, std::vector<BlockRef> blocks) {

@@ -20,6 +20,17 @@ struct BlockRef {
 Status write_blocks(BlockDevice& dev, uint32_t block_size, std::vector<BlockRef> blocks);
 Status read_blocks(BlockDevice& dev, uint32_t block_size, std::vector<BlockRef> blocks);
 
+// Write `blocks` and make them durable before returning: the end of a flush
+// epoch that holds exactly these writes. When they merge into a single
+// request and the device has native durable writes, that request is written
+// durable (one round trip: RWF_DSYNC, NBD FUA); otherwise they are written
+// and then flushed. A durable write makes only itself durable, which is
+// enough because every write of the epoch is in `blocks`; callers that need
+// earlier writes durable first flush before (the journal always does).
+// *flushed (if given) says whether a flush() was issued.
+Status write_blocks_durable(BlockDevice& dev, uint32_t block_size, std::vector<BlockRef> blocks,
+                            bool* flushed = nullptr);
+
 Status read_block(BlockDevice& dev, uint32_t block_size, uint64_t fs_block, uint8_t* data);
 Status write_block(BlockDevice& dev, uint32_t block_size, uint64_t fs_block, const uint8_t* data);
 

@@ -27,6 +27,7 @@
 
 #include "cext3/journal.h"
 #include "journal/jbd2_format.h"
+#include "journal/journal_io.h"
 #include "journal/journal_superblock.h"
 
 namespace cext3::journal {
@@ -73,6 +74,11 @@ struct Journal::State {
   // Write every dirty block in place, flush, mark the log empty. io_mu held.
   Status checkpoint_locked();
   Status flush_locked();
+  // Write `refs` (every write of a flush epoch) and make them durable
+  // (io::write_blocks_durable); a failure aborts the journal. io_mu held.
+  Status write_durable_locked(std::vector<io::BlockRef> refs);
+  // Pack sb.info into sb.block; the block-0 write for it. io_mu held.
+  io::BlockRef superblock_ref();
 
   // ---- group commit queue, guarded by mu
   struct Waiter {

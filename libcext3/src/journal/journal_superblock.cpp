@@ -69,14 +69,18 @@ Result<LoadedSuperblock> load_superblock(BlockDevice& dev, const JournalMap& map
   return sb;
 }
 
-Status store_superblock(BlockDevice& dev, const JournalMap& map, LoadedSuperblock& sb) {
+void pack_superblock(LoadedSuperblock& sb) {
   uint8_t* b = sb.block.data();
   put32(b + kSbSequence, sb.info.sequence);
   put32(b + kSbStart, sb.info.start);
   put32(b + kSbErrno, static_cast<uint32_t>(sb.info.errno_value));
   if (sb.info.blocktype == kSuperblockV2) put32(b + kSbIncompat, sb.info.feature_incompat);
   if (sb.geometry.csum_v2v3()) put32(b + kSbChecksum, superblock_checksum(b));
-  return io::write_block(dev, map.block_size(), map.fs_block(0), b);
+}
+
+Status store_superblock(BlockDevice& dev, const JournalMap& map, LoadedSuperblock& sb) {
+  pack_superblock(sb);
+  return io::write_block(dev, map.block_size(), map.fs_block(0), sb.block.data());
 }
 
 Result<JournalInfo> read_journal_info(BlockDevice& dev, const JournalMap& map) {

@@ -24,8 +24,9 @@ enum class SuperblockUse { kReport, kReplay, kWrite };
 Result<LoadedSuperblock> load_superblock(BlockDevice& dev, const JournalMap& map, SuperblockUse use);
 
 // Store info's mutable fields (sequence, start, errno, incompat) into the
-// block, recompute the checksum if the journal has one, and write block 0.
-// No flush.
+// block and recompute the checksum if the journal has one (no I/O).
+void pack_superblock(LoadedSuperblock& sb);
+// pack_superblock, then write block 0. No flush.
 Status store_superblock(BlockDevice& dev, const JournalMap& map, LoadedSuperblock& sb);
 
 }  // namespace cext3::journal

@@ -196,27 +196,39 @@ class SlowFlushDevice : public cext3::MemoryDevice {
 };
 }  // namespace
 
-TEST_CASE("journal: concurrent committers share one commit and one flush", "[journal]") {
-  SlowFlushDevice dev(256 * kBs);
-  auto map = cj::JournalMap::contiguous(kBs, kJournalFirst, 64).value();
-  REQUIRE(cj::format_journal(dev, map, {}).ok());
+namespace {
+// kThreads threads each commit `per_thread` single-block transactions, thread
+// i always logging block first_block + i with version k = 0, 1, ...; returns
+// the journal's statistics once every thread is done and the journal closed.
+constexpr int kThreads = 8;
+cj::JournalStats commit_from_threads(cext3::BlockDevice& dev, const cj::JournalMap& map, uint64_t first_block,
+                                     int per_thread) {
   auto j = cj::Journal::open(dev, map);
   REQUIRE(j.ok());
-  constexpr int kThreads = 8, kPer = 10;
   std::vector<std::thread> th;
   std::atomic<int> failures{0};
   for (int i = 0; i < kThreads; ++i)
     th.emplace_back([&, i] {
-      for (int k = 0; k < kPer; ++k) {
+      for (int k = 0; k < per_thread; ++k) {
         cj::Transaction t;
-        if (!t.add_block(150 + i, image_of(150 + i, k)).ok()) ++failures;
+        if (!t.add_block(first_block + i, image_of(first_block + i, k)).ok()) ++failures;
         if (!(*j)->commit(std::move(t)).ok()) ++failures;
       }
     });
   for (auto& t : th) t.join();
   CHECK(failures == 0);
   auto st = (*j)->stats();
-  CHECK(st.handles == kThreads * kPer);
+  CHECK(st.handles == static_cast<uint64_t>(kThreads * per_thread));
+  CHECK(st.commits <= st.handles);
+  return st;
+}
+}  // namespace
+
+TEST_CASE("journal: concurrent committers share one commit and one flush", "[journal]") {
+  SlowFlushDevice dev(256 * kBs);
+  auto map = cj::JournalMap::contiguous(kBs, kJournalFirst, 64).value();
+  REQUIRE(cj::format_journal(dev, map, {}).ok());
+  auto st = commit_from_threads(dev, map, 150, 10);
   // Batching must actually happen: far fewer jbd2 commits than handles.
   CHECK(st.commits * 2 < st.handles);
   CHECK(st.flushes <= 2 * st.commits + 2 * st.checkpoints + 2);
@@ -224,25 +236,8 @@ TEST_CASE("journal: concurrent committers share one commit and one flush", "[jou
 
 TEST_CASE("journal: concurrent committers share commits (group commit)", "[journal]") {
   Fixture f(24);
-  auto j = cj::Journal::open(f.dev, f.map);
-  REQUIRE(j.ok());
-  constexpr int kThreads = 8, kPer = 20;
-  std::vector<std::thread> th;
-  std::atomic<int> failures{0};
-  for (int i = 0; i < kThreads; ++i)
-    th.emplace_back([&, i] {
-      for (int k = 0; k < kPer; ++k) {
-        cj::Transaction t;
-        if (!t.add_block(220 + i, image_of(220 + i, k)).ok()) ++failures;
-        if (!(*j)->commit(std::move(t)).ok()) ++failures;
-      }
-    });
-  for (auto& t : th) t.join();
-  CHECK(failures == 0);
-  auto st = (*j)->stats();
-  CHECK(st.handles == kThreads * kPer);
-  CHECK(st.commits <= st.handles);
-  j.value().reset();
+  constexpr int kPer = 20;
+  commit_from_threads(f.dev, f.map, 220, kPer);
   REQUIRE(cj::recover_journal(f.dev, f.map).ok());
   for (int i = 0; i < kThreads; ++i) CHECK(read_fs_block(f.dev, 220 + i) == image_of(220 + i, kPer - 1));
 }

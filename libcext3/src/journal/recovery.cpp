@@ -218,8 +218,8 @@ Result<RecoveryReport> recover_journal(BlockDevice& dev, const JournalMap& map, 
   sb.info.start = 0;
   sb.info.sequence = rep.end_tid + 1;
   rep.new_sequence = sb.info.sequence;
-  CEXT3_RETURN_IF_ERROR(store_superblock(dev, map, sb));
-  CEXT3_RETURN_IF_ERROR(dev.flush());
+  pack_superblock(sb);
+  CEXT3_RETURN_IF_ERROR(io::write_blocks_durable(dev, bs, {{map.fs_block(0), sb.block.data()}}));
   return rep;
 }
 
