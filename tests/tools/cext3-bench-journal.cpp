@@ -1,24 +1,51 @@
-// cext3-bench-journal: journal commit rates against raw synchronous writes
-// on the same file (scripts/bench/journal.sh prints the ratios).
+// cext3-bench-journal: journal commit rates against raw writes on the same
+// file (scripts/bench/journal.sh prints the ratios; docs/JOURNAL.md says
+// what each one measures).
 //
-//   raw-dsync     4 KiB O_DIRECT|O_DSYNC pwrite()s per second (the reference)
-//   commit-two    single-block transactions/s, two flushes per commit
-//   commit-one    single-block transactions/s, one flush (csum_v3 journal)
-//   group-N       transactions/s with N committer threads (one-flush journal)
-//   raw-seq       sequential O_DIRECT MB/s (1 MiB writes, fdatasync at end)
-//   large-two     MB/s of --large-mib transactions, two-flush journal
-//   large-one     the same, one-flush csum_v3 journal
+// Phases come in groups; inside a group the phases alternate for --rounds
+// rounds of --seconds/--rounds each, and each prints the median of its
+// rounds, so a burst of load from other work on the machine hits the
+// reference and the journal alike. Per-round values go to stderr.
 //
-// Each phase runs for about --seconds and prints "name value".
+//   group "single" (one committer, one block per transaction):
+//     raw-dsync        4 KiB O_DIRECT|O_DSYNC pwrite()s/s, one descriptor,
+//                      spread over the journal's own blocks (the reference)
+//     dev-write-flush  4 KiB BlockDevice::write + flush()/s (the floor of a
+//                      write-then-flush commit)
+//     dev-write-durable  4 KiB durable writes/s through the BlockDevice
+//                      (IoRequest::durable; the floor of a one-flush commit)
+//     commit-two       transactions/s, two-flush journal (no checksums)
+//     commit-one       transactions/s, one-flush csum_v3 journal
+//   group "group" (one-flush journal unless named -two):
+//     group-1, group-N, group-N-two: transactions/s with 1 or N committers
+//     group-flushes    flushes issued during the group-N phase
+//   group "large" (--large-mib transactions, one committer):
+//     raw-seq          sequential O_DIRECT MB/s: 1 MiB pwrite()s over the
+//                      journal's own blocks, fdatasync at the end of each
+//                      pass over them (what dd oflag=direct conv=fdatasync does)
+//     raw-seq-sync     the same, but a fdatasync after every --large-mib
+//                      (the least any durable commit of that size costs)
+//     large-two, large-one  MB/s of logged data through commit(), two-flush
+//                      and one-flush csum_v3 journal; the clock runs only
+//                      inside commit() (building the Transaction is the
+//                      caller's, like filling the reference's buffer);
+//                      the log is checkpointed untimed when it is full
+//     large-two-e2e, large-one-e2e  the same including building each
+//                      Transaction (add_block copies every image)
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -31,13 +58,15 @@ using Clock = std::chrono::steady_clock;
 namespace {
 
 constexpr uint32_t kBs = 4096;
-// File layout (4 KiB blocks): journal at [kJournalAt, +kJournalBlocks),
-// raw-write area after it.
-constexpr uint64_t kJournalAt = 256;
+// File layout (4 KiB blocks): in-place blocks the transactions log at
+// [1, kJournalAt), the journal at [kJournalAt, +kJournalBlocks).
+constexpr uint64_t kJournalAt = 2048;
 constexpr uint64_t kJournalBlocks = 32768;  // 128 MiB
-constexpr uint64_t kRawAt = kJournalAt + kJournalBlocks;
-constexpr uint64_t kRawBlocks = 16384;      // 64 MiB
-constexpr uint64_t kFileBlocks = kRawAt + kRawBlocks;
+constexpr uint64_t kFileBlocks = kJournalAt + kJournalBlocks;
+// Raw references write over the journal's log blocks (not its superblock):
+// the same place on the disk the log goes to.
+constexpr uint64_t kRawAt = kJournalAt + 1;
+constexpr uint64_t kRawBlocks = kJournalBlocks - 1;
 
 int fail(const std::string& m) {
   std::fprintf(stderr, "cext3-bench-journal: %s\n", m.c_str());
@@ -66,21 +95,25 @@ double raw_dsync(const std::string& path, double secs) {
   return r;
 }
 
-double raw_seq_mbs(const std::string& path, double secs) {
+// Sequential 1 MiB O_DIRECT writes over the log area for `secs`;
+// fdatasync after every `sync_every` bytes and at the end (timed).
+double raw_seq_mbs(const std::string& path, double secs, uint64_t sync_every) {
   int fd = ::open(path.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC);
   if (fd < 0) return -1;
   const size_t req = 1 << 20;
   cext3::AlignedBuffer b(req);
   std::memset(b.data(), 0x33, req);
-  uint64_t n = 0;
   const uint64_t slots = kRawBlocks * kBs / req;
+  const uint64_t per_sync = std::max<uint64_t>(1, sync_every / req);
+  uint64_t n = 0;
   auto t0 = Clock::now();
-  while (seconds_since(t0) < secs && n < slots) {
+  while (seconds_since(t0) < secs) {
     if (::pwrite(fd, b.data(), req, static_cast<off_t>(kRawAt * kBs + (n % slots) * req)) != (ssize_t)req) {
       ::close(fd);
       return -1;
     }
     ++n;
+    if (n % per_sync == 0 || n % slots == 0) ::fdatasync(fd);
   }
   ::fdatasync(fd);
   double r = n * (req / 1e6) / seconds_since(t0);
@@ -129,54 +162,120 @@ double commit_rate(cext3::BlockDevice& dev, const cj::JournalMap& map, bool csum
   return r;
 }
 
-double large_mbs(cext3::BlockDevice& dev, const cj::JournalMap& map, bool csum, cj::CommitMode mode, double secs,
-                 unsigned per) {
+struct LargeRate {
+  double commit_mbs = -1;  // bytes logged / time inside commit()
+  double e2e_mbs = -1;     // bytes logged / time building + committing
+};
+
+LargeRate large_mbs(cext3::BlockDevice& dev, const cj::JournalMap& map, bool csum, cj::CommitMode mode,
+                    double secs, unsigned per) {
+  LargeRate out;
   auto j = fresh_journal(dev, map, csum, mode);
-  if (!j.ok()) return -1;
+  if (!j.ok()) return out;
   std::vector<uint8_t> img(kBs, 0x77);
   uint64_t n = 0;
-  double in_commit = 0;
-  auto t0 = Clock::now();
-  // Stay inside one pass over the log so no checkpoint is timed.
-  while (seconds_since(t0) < secs && (n + 1) * (per + 2) < kJournalBlocks - 1) {
+  double in_commit = 0, in_build = 0;
+  while (in_commit + in_build < secs) {
+    auto b0 = Clock::now();
     cj::Transaction txn;
-    for (unsigned i = 0; i < per; ++i)
-      if (!txn.add_block(1 + i, img).ok()) return -1;
+    for (unsigned i = 0; i < per; ++i) {
+      img[8] = static_cast<uint8_t>(n);
+      if (!txn.add_block(1 + i, img).ok()) return out;
+    }
+    // Checkpoints are not what this measures: keep them off the clock.
+    if ((*j)->free_blocks() < (*j)->blocks_needed(txn) && !(*j)->checkpoint().ok()) return out;
     auto c0 = Clock::now();
-    if (!(*j)->commit(std::move(txn)).ok()) return -1;
+    in_build += std::chrono::duration<double>(c0 - b0).count();
+    if (!(*j)->commit(std::move(txn)).ok()) return out;
     in_commit += seconds_since(c0);
     ++n;
   }
-  std::fprintf(stderr, "large: %.3f s of %.3f s inside commit()\n", in_commit, seconds_since(t0));
-  return n * per * (kBs / 1e6) / seconds_since(t0);
+  const double mb = n * per * (kBs / 1e6);
+  out.commit_mbs = mb / in_commit;
+  out.e2e_mbs = mb / (in_commit + in_build);
+  return out;
 }
 
-// The floor under every commit: one 4 KiB write plus flush() through the
-// BlockDevice backend (what each commit flush costs before any journal work).
-double dev_write_flush(cext3::BlockDevice& dev, double secs) {
+// One 4 KiB write + flush() through the backend per iteration, or one
+// durable write: the floors under the two ways a commit can end.
+double dev_write_rate(cext3::BlockDevice& dev, double secs, bool durable) {
   cext3::AlignedBuffer b(kBs);
   uint64_t n = 0;
   auto t0 = Clock::now();
   while (seconds_since(t0) < secs) {
-    if (!dev.write((kRawAt + n % kRawBlocks) * kBs, b.data(), kBs).ok() || !dev.flush().ok()) return -1;
+    cext3::IoRequest r{cext3::IoRequest::Op::kWrite, (kRawAt + n % kRawBlocks) * kBs, b.data(), kBs};
+    r.durable = durable;
+    if (durable) {
+      if (!dev.submit(std::span<cext3::IoRequest>(&r, 1)).ok()) return -1;
+    } else if (!dev.write(r.offset, r.buf, r.len).ok() || !dev.flush().ok()) {
+      return -1;
+    }
     ++n;
   }
   return n / seconds_since(t0);
 }
 
+double median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+// Runs each named phase once per round, alternating, and prints medians.
+class Rounds {
+ public:
+  void add(const std::string& name, std::function<double()> f) { phases_.push_back({name, std::move(f)}); }
+  bool run(unsigned rounds) {
+    std::map<std::string, std::vector<double>> got;
+    for (unsigned r = 0; r < rounds; ++r)
+      for (auto& [name, f] : phases_) {
+        double v = f();
+        if (v < 0) {
+          std::fprintf(stderr, "phase %s failed\n", name.c_str());
+          return false;
+        }
+        std::fprintf(stderr, "round %u %s %.1f\n", r + 1, name.c_str(), v);
+        got[name].push_back(v);
+      }
+    for (auto& [name, f] : phases_) {
+      (void)f;
+      std::printf("%s %.1f\n", name.c_str(), median(got[name]));
+      std::fflush(stdout);
+    }
+    return true;
+  }
+
+ private:
+  std::vector<std::pair<std::string, std::function<double()>>> phases_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"journal commit rates vs raw synchronous writes on one file"};
+  CLI::App app{"journal commit rates vs raw writes on one file"};
   std::string path;
   double secs = 1.5;
+  unsigned rounds = 3;
   unsigned threads = 8;
   unsigned large_mib = 4;
-  app.add_option("file", path, "scratch file (created, about 200 MiB)")->required();
-  app.add_option("--seconds", secs, "duration of each phase");
+  std::string phases = "single,group,large";
+  app.add_option("file", path, "scratch file (created, about 136 MiB)")->required();
+  app.add_option("--seconds", secs, "time per phase, split over the rounds");
+  app.add_option("--rounds", rounds, "alternations of the phases of a group (medians are printed)")
+      ->check(CLI::Range(1, 99));
   app.add_option("--threads", threads, "committers for the group-commit phase");
   app.add_option("--large-mib", large_mib, "size of each large transaction in MiB")->check(CLI::Range(1, 48));
+  app.add_option("--phases", phases, "comma-separated groups to run: single, group, large");
   CLI11_PARSE(app, argc, argv);
+  std::set<std::string> want;
+  {
+    std::stringstream ss(phases);
+    for (std::string p; std::getline(ss, p, ',');) {
+      if (p != "single" && p != "group" && p != "large")
+        return fail("unknown phase group '" + p + "'; use single, group, large");
+      want.insert(p);
+    }
+  }
 
   int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
   if (fd < 0) return fail("cannot create " + path + ": " + std::strerror(errno));
@@ -194,30 +293,46 @@ int main(int argc, char** argv) {
   if (!dev.ok()) return fail(dev.status().message());
   auto map = cj::JournalMap::contiguous(kBs, kJournalAt, kJournalBlocks);
   if (!map.ok()) return fail(map.status().message());
+  cext3::BlockDevice& d = **dev;
+  const double slice = secs / rounds;
 
-  double raw = raw_dsync(path, secs);
-  if (raw <= 0) return fail("raw O_DIRECT|O_DSYNC writes failed: " + std::string(std::strerror(errno)));
-  std::printf("raw-dsync %.1f\n", raw);
-  std::printf("dev-write-flush %.1f\n", dev_write_flush(**dev, secs));
-  uint64_t fl = 0;
-  double two = commit_rate(**dev, *map, false, cj::CommitMode::kTwoFlush, 1, secs, &fl);
-  std::printf("commit-two %.1f\n", two);
-  double one = commit_rate(**dev, *map, true, cj::CommitMode::kOneFlush, 1, secs, &fl);
-  std::printf("commit-one %.1f\n", one);
-  uint64_t gfl = 0;
-  double g1 = one;
-  double gn = commit_rate(**dev, *map, true, cj::CommitMode::kOneFlush, threads, secs, &gfl);
-  std::printf("group-1 %.1f\n", g1);
-  std::printf("group-%u %.1f\n", threads, gn);
-  double gn2 = commit_rate(**dev, *map, false, cj::CommitMode::kTwoFlush, threads, secs, nullptr);
-  std::printf("group-%u-two %.1f\n", threads, gn2);
-  std::printf("group-flushes %llu\n", static_cast<unsigned long long>(gfl));
-  double seq = raw_seq_mbs(path, secs);
-  std::printf("raw-seq %.1f\n", seq);
-  double big2 = large_mbs(**dev, *map, false, cj::CommitMode::kTwoFlush, secs, large_mib * 256);
-  std::printf("large-two %.1f\n", big2);
-  double big1 = large_mbs(**dev, *map, true, cj::CommitMode::kOneFlush, secs, large_mib * 256);
-  std::printf("large-one %.1f\n", big1);
-  if (two < 0 || one < 0 || gn < 0 || seq < 0 || big2 < 0 || big1 < 0) return fail("a phase failed");
+  if (want.count("single")) {
+    Rounds r;
+    r.add("raw-dsync", [&] { return raw_dsync(path, slice); });
+    r.add("dev-write-flush", [&] { return dev_write_rate(d, slice, false); });
+    r.add("dev-write-durable", [&] { return dev_write_rate(d, slice, true); });
+    r.add("commit-two", [&] { return commit_rate(d, *map, false, cj::CommitMode::kTwoFlush, 1, slice, nullptr); });
+    r.add("commit-one", [&] { return commit_rate(d, *map, true, cj::CommitMode::kOneFlush, 1, slice, nullptr); });
+    if (!r.run(rounds)) return fail("a single-block phase failed");
+  }
+  if (want.count("group")) {
+    uint64_t gfl = 0;
+    Rounds r;
+    r.add("group-1", [&] { return commit_rate(d, *map, true, cj::CommitMode::kOneFlush, 1, slice, nullptr); });
+    r.add("group-" + std::to_string(threads),
+          [&] { return commit_rate(d, *map, true, cj::CommitMode::kOneFlush, threads, slice, &gfl); });
+    r.add("group-" + std::to_string(threads) + "-two",
+          [&] { return commit_rate(d, *map, false, cj::CommitMode::kTwoFlush, threads, slice, nullptr); });
+    if (!r.run(rounds)) return fail("a group-commit phase failed");
+    std::printf("group-flushes %llu\n", static_cast<unsigned long long>(gfl));
+  }
+  if (want.count("large")) {
+    const unsigned per = large_mib * 256;
+    LargeRate two, one;
+    Rounds r;
+    r.add("raw-seq", [&] { return raw_seq_mbs(path, slice, kRawBlocks * kBs); });
+    r.add("raw-seq-sync", [&] { return raw_seq_mbs(path, slice, uint64_t{large_mib} << 20); });
+    r.add("large-two", [&] {
+      two = large_mbs(d, *map, false, cj::CommitMode::kTwoFlush, slice, per);
+      return two.commit_mbs;
+    });
+    r.add("large-two-e2e", [&] { return two.e2e_mbs; });
+    r.add("large-one", [&] {
+      one = large_mbs(d, *map, true, cj::CommitMode::kOneFlush, slice, per);
+      return one.commit_mbs;
+    });
+    r.add("large-one-e2e", [&] { return one.e2e_mbs; });
+    if (!r.run(rounds)) return fail("a large-transaction phase failed");
+  }
   return 0;
 }
