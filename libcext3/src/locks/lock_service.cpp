@@ -23,6 +23,7 @@
 
 #include "locks/client_cache.h"
 #include "locks/master.h"
+#include "cext3/node/fence.h"
 #include "locks/transport.h"
 
 namespace cext3::locks {
@@ -327,7 +328,8 @@ void LockServiceImpl::shutdown() {
     std::lock_guard lk(mu_);
     ClientEffects fx;
     cache_.release_all(&fx);
-    apply(fx);
+    // A fenced node releases nothing: recovery of its journal does.
+    if (opts_.gate == nullptr || opts_.gate->check().ok()) apply(fx);
     loop_stop_ = true;
     loop_stop_deadline_ = now_ns() + kShutdownFlushNs;
     if (wake_fd_ >= 0) wake();
@@ -359,6 +361,10 @@ void LockServiceImpl::worker() {
       opts_.before_downgrade(r, from, to);
       lk.lock();
     }
+    // Giving up an EX lets another node write what it covers: a node that
+    // lost its lease must not (its peers will recover its journal instead).
+    // The resource stays "downgrading", so nothing more is granted locally.
+    if (from == LockMode::kEX && opts_.gate != nullptr && !opts_.gate->check().ok()) continue;
     ClientEffects fx;
     cache_.finish_downgrade(r, &fx);
     apply(fx);

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "cext3/locks/lock_service.h"
+#include "cext3/node/fence.h"
 
 using namespace cext3::locks;
 using namespace std::chrono_literals;
@@ -287,4 +288,43 @@ TEST_CASE("lock service: coordinator change keeps held locks and holds back unkn
   CHECK(c.nodes[2]->lock("dead-ex", LockMode::kPR, 2000ms).ok());
   auto st = c.nodes[1]->status();
   CHECK(st.epoch == 2);
+}
+
+TEST_CASE("lock service: a fenced node does not give up its EX on a callback", "[locks]") {
+  cext3::node::FenceGate gate;
+  gate.renew(cext3::node::monotonic_ns() + 3600ull * 1000000000ull);
+  std::vector<std::unique_ptr<LockService>> nodes;
+  for (uint32_t i = 0; i < 2; ++i) {
+    LockService::Options o;
+    o.slot = i;
+    o.generation = 1;
+    if (i == 1) o.gate = &gate;
+    auto s = LockService::start(std::move(o));
+    REQUIRE(s.ok());
+    nodes.push_back(std::move(*s));
+  }
+  MembershipView v;
+  v.coordinator_slot = 0;
+  v.epoch = 1;
+  for (uint32_t i = 0; i < 2; ++i) {
+    Member m;
+    m.slot = i;
+    m.address = nodes[i]->address();
+    m.generation = 1;
+    v.live.push_back(m);
+  }
+  for (auto& n : nodes) n->update_membership(v);
+  // While the lease holds, a callback takes the lock away as usual.
+  auto h = nodes[1]->lock("a", LockMode::kEX, 2000ms);
+  REQUIRE(h.ok());
+  REQUIRE(nodes[1]->unlock(*h).ok());
+  auto g = nodes[0]->lock("a", LockMode::kEX, 2000ms);
+  REQUIRE(g.ok());
+  REQUIRE(nodes[0]->unlock(*g).ok());
+  // Once fenced, node 1 keeps what it holds: only recovery may free it.
+  auto h2 = nodes[1]->lock("b", LockMode::kEX, 2000ms);
+  REQUIRE(h2.ok());
+  REQUIRE(nodes[1]->unlock(*h2).ok());
+  gate.fence("lease lost (test)");
+  CHECK_FALSE(nodes[0]->lock("b", LockMode::kPR, 300ms).ok());
 }
