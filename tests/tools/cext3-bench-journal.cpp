@@ -18,7 +18,9 @@
 //     commit-one       transactions/s, one-flush csum_v3 journal
 //   group "group" (one-flush journal unless named -two):
 //     group-1, group-N, group-N-two: transactions/s with 1 or N committers
-//     group-flushes    flushes issued during the group-N phase
+//     group-handles, group-commits, group-flushes, group-durable-writes:
+//                      what the last group-N round did (transactions
+//                      committed, jbd2 commits written, and how they ended)
 //   group "large" (--large-mib transactions, one committer):
 //     raw-seq          sequential O_DIRECT MB/s: 1 MiB pwrite()s over the
 //                      journal's own blocks, fdatasync at the end of each
@@ -134,7 +136,7 @@ cext3::Result<std::unique_ptr<cj::Journal>> fresh_journal(cext3::BlockDevice& de
 
 // Commits/s of single-block transactions from `threads` threads.
 double commit_rate(cext3::BlockDevice& dev, const cj::JournalMap& map, bool csum, cj::CommitMode mode,
-                   unsigned threads, double secs, uint64_t* flushes) {
+                   unsigned threads, double secs, cj::JournalStats* stats) {
   auto j = fresh_journal(dev, map, csum, mode);
   if (!j.ok()) return -1;
   std::atomic<uint64_t> done{0};
@@ -158,7 +160,7 @@ double commit_rate(cext3::BlockDevice& dev, const cj::JournalMap& map, bool csum
   for (auto& x : th) x.join();
   if (bad) return -1;
   double r = done / seconds_since(t0);
-  if (flushes) *flushes = (*j)->stats().flushes;
+  if (stats) *stats = (*j)->stats();
   return r;
 }
 
@@ -306,15 +308,20 @@ int main(int argc, char** argv) {
     if (!r.run(rounds)) return fail("a single-block phase failed");
   }
   if (want.count("group")) {
-    uint64_t gfl = 0;
+    cj::JournalStats gst;
     Rounds r;
     r.add("group-1", [&] { return commit_rate(d, *map, true, cj::CommitMode::kOneFlush, 1, slice, nullptr); });
     r.add("group-" + std::to_string(threads),
-          [&] { return commit_rate(d, *map, true, cj::CommitMode::kOneFlush, threads, slice, &gfl); });
+          [&] { return commit_rate(d, *map, true, cj::CommitMode::kOneFlush, threads, slice, &gst); });
     r.add("group-" + std::to_string(threads) + "-two",
           [&] { return commit_rate(d, *map, false, cj::CommitMode::kTwoFlush, threads, slice, nullptr); });
     if (!r.run(rounds)) return fail("a group-commit phase failed");
-    std::printf("group-flushes %llu\n", static_cast<unsigned long long>(gfl));
+    // Of the last group-N round: how its commits ended (each jbd2 commit
+    // ends with one flush or one durable write).
+    std::printf("group-handles %llu\n", static_cast<unsigned long long>(gst.handles));
+    std::printf("group-commits %llu\n", static_cast<unsigned long long>(gst.commits));
+    std::printf("group-flushes %llu\n", static_cast<unsigned long long>(gst.flushes));
+    std::printf("group-durable-writes %llu\n", static_cast<unsigned long long>(gst.durable_writes));
   }
   if (want.count("large")) {
     const unsigned per = large_mib * 256;
