@@ -35,9 +35,10 @@ std::string mib(uint64_t blocks, uint32_t bs) {
 std::string hb_age(const cext3::cluster::SlotInfo& s, uint64_t now) {
   if (!s.heartbeat_ok) return "damaged";
   if (s.heartbeat.sequence == 0) return "never";
-  if (s.heartbeat.time_ns > now) return "in the future";
-  char b[48];
-  std::snprintf(b, sizeof b, "%.1f s ago", static_cast<double>(now - s.heartbeat.time_ns) / 1e9);
+  const char* left = s.heartbeat.stopped() ? ", left cleanly" : "";
+  if (s.heartbeat.time_ns > now) return std::string("in the future") + left;
+  char b[64];
+  std::snprintf(b, sizeof b, "%.1f s ago%s", static_cast<double>(now - s.heartbeat.time_ns) / 1e9, left);
   return b;
 }
 
@@ -50,7 +51,8 @@ void print_json(const cext3::cluster::ClusterInfo& ci) {
     << ",\"free_blocks\":" << ci.free_blocks << ",\"mmp\":{\"enabled\":" << json_bool(ci.mmp.enabled);
   if (ci.mmp.enabled)
     o << ",\"block\":" << ci.mmp.block << ",\"clean\":" << json_bool(ci.mmp.clean()) << ",\"sequence\":" << ci.mmp.sequence
-      << ",\"node\":" << json_str(ci.mmp.node) << ",\"interval\":" << ci.mmp.interval;
+      << ",\"node\":" << json_str(ci.mmp.node) << ",\"interval\":" << ci.mmp.interval
+      << ",\"in_use_by_cluster\":" << json_bool(ci.mmp.in_use_by_cluster()) << ",\"state\":" << json_str(ci.mmp.describe());
   o << "}";
   if (ci.clusterified) {
     const ClusterHeader& h = ci.header.header;
@@ -72,6 +74,7 @@ void print_json(const cext3::cluster::ClusterInfo& ci) {
         << ",\"age_ns\":"
         << (s.heartbeat.sequence && s.heartbeat.time_ns <= now ? std::to_string(now - s.heartbeat.time_ns) : "null")
         << ",\"node\":" << json_str(s.heartbeat.node_name) << ",\"address\":" << json_str(s.heartbeat.address)
+        << ",\"stopped\":" << json_bool(s.heartbeat.stopped())
         << "},\"lease\":{\"valid\":" << json_bool(s.lease_ok) << ",\"owned\":" << json_bool(s.lease.owned)
         << ",\"owner\":" << json_str(s.lease.owner) << ",\"journal_dirty\":" << json_bool(s.lease.journal_dirty)
         << ",\"recovery_generation\":" << s.lease.recovery_generation << "},\"live\":"
@@ -107,8 +110,8 @@ void print_text(const cext3::cluster::ClusterInfo& ci) {
               h.timing.heartbeat_interval_ms, h.timing.io_timeout_ms, h.timing.dead_after_ms, h.timing.fence_margin_ms);
   if (ci.mmp.enabled)
     std::printf("  MMP: block %llu, %s (sequence 0x%x, node '%s', interval %u s)\n",
-                static_cast<unsigned long long>(ci.mmp.block), ci.mmp.clean() ? "clean" : "IN USE or unclean",
-                ci.mmp.sequence, ci.mmp.node.c_str(), ci.mmp.interval);
+                static_cast<unsigned long long>(ci.mmp.block), ci.mmp.describe().c_str(), ci.mmp.sequence,
+                ci.mmp.node.c_str(), ci.mmp.interval);
   else
     std::printf("  MMP: off\n");
   if (ci.locks_ok)

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -49,6 +51,13 @@ struct ConvertArgs {
   bool yes = false;
 };
 
+// A subcommand that works on one DEVICE (all of them do).
+CLI::App* add_command(CLI::App& app, const char* name, const char* help, std::string& device) {
+  CLI::App* c = app.add_subcommand(name, help);
+  c->add_option("DEVICE", device, "image file, block device or nbd:// URI")->required();
+  return c;
+}
+
 int run_convert(const ConvertArgs& a) {
   using namespace cext3::cluster;
   ConvertOptions o;
@@ -90,10 +99,11 @@ int main(int argc, char** argv) {
   CLI::App app{"clusterify: convert an ext3 filesystem in place for shared-disk cluster use, "
                "verify it, report on it, change its slot count, and revert it"};
   app.require_subcommand(1);
+  // Each subcommand: its options, and what runs when it is chosen.
+  std::vector<std::pair<CLI::App*, std::function<int()>>> commands;
 
   ConvertArgs ca;
-  auto* convert = app.add_subcommand("convert", "convert a clean, unmounted ext3 in place (atomic)");
-  convert->add_option("DEVICE", ca.device, "image file, block device or nbd:// URI")->required();
+  auto* convert = add_command(app, "convert", "convert a clean, unmounted ext3 in place (atomic)", ca.device);
   convert->add_option("--slots,-N", ca.slots, "number of node slots (1-255)")->required();
   convert->add_option("--journal-size,-J", ca.journal_mib, "journal size per slot in MiB (default: from fs size)");
   convert->add_option("--group-policy", ca.policy, "contiguous (slot i gets one run of groups) or balanced (round robin)")
@@ -101,40 +111,38 @@ int main(int argc, char** argv) {
   convert->add_flag("--no-mmp", ca.no_mmp, "do not enable multi-mount protection (prints a warning)");
   convert->add_flag("--dry-run,-n", ca.dry_run, "print the plan, write nothing");
   convert->add_flag("--yes,-y", ca.yes, "do not ask for confirmation");
+  commands.push_back({convert, [&] { return run_convert(ca); }});
 
   clusterify::InfoArgs ia;
-  auto* info = app.add_subcommand("info", "report slots, groups, free space, journals, heartbeats, MMP");
-  info->add_option("DEVICE", ia.device)->required();
+  auto* info = add_command(app, "info", "report slots, groups, free space, journals, heartbeats, MMP", ia.device);
   info->add_flag("--json", ia.json, "machine-readable output");
+  commands.push_back({info, [&] { return clusterify::run_info(ia); }});
 
   clusterify::VerifyArgs va;
-  auto* verify = app.add_subcommand("verify", "fsck-style check of every cluster invariant, then e2fsck");
-  verify->add_option("DEVICE", va.device)->required();
+  auto* verify = add_command(app, "verify", "fsck-style check of every cluster invariant, then e2fsck", va.device);
   verify->add_flag("-n", va.no_change, "check only, change nothing");
   verify->add_flag("-p", va.preen, "repair what is safe automatically");
   verify->add_flag("-y", va.yes, "repair everything");
   verify->add_flag("-f", va.force, "check even if clean (always on for the cluster checks)");
   verify->add_flag("--json", va.json, "machine-readable output");
+  commands.push_back({verify, [&] { return clusterify::run_verify(va); }});
 
   clusterify::RevertArgs ra;
-  auto* revert = app.add_subcommand("revert", "remove the cluster metadata: back to plain ext3 (atomic)");
-  revert->add_option("DEVICE", ra.device)->required();
+  auto* revert = add_command(app, "revert", "remove the cluster metadata: back to plain ext3 (atomic)", ra.device);
   revert->add_flag("--dry-run", ra.dry_run, "print what would be removed, write nothing");
+  commands.push_back({revert, [&] { return clusterify::run_revert(ra); }});
 
   clusterify::SlotsArgs sa;
-  auto* slots = app.add_subcommand("slots", "change the slot count offline (atomic)");
-  slots->add_option("DEVICE", sa.device)->required();
+  auto* slots = add_command(app, "slots", "change the slot count offline (atomic)", sa.device);
   slots->add_option("--set", sa.slots, "new slot count")->required();
   slots->add_option("--journal-size,-J", sa.journal_mib, "size of new journals in MiB (default: as the existing)");
   slots->add_flag("--dry-run", sa.dry_run, "print the plan, write nothing");
+  commands.push_back({slots, [&] { return clusterify::run_slots(sa); }});
 
   add_journal_command(app);
 
   CLI11_PARSE(app, argc, argv);
-  if (*convert) return run_convert(ca);
-  if (*info) return clusterify::run_info(ia);
-  if (*verify) return clusterify::run_verify(va);
-  if (*revert) return clusterify::run_revert(ra);
-  if (*slots) return clusterify::run_slots(sa);
+  for (auto& [cmd, run] : commands)
+    if (*cmd) return run();
   return run_journal_command(app);
 }

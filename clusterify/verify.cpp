@@ -68,6 +68,7 @@ int run_verify(const VerifyArgs& a) {
     }
     cext3::cluster::VerifyOptions vo;
     vo.repair = repair;
+    vo.observe = true;  // a verdict on a running cluster must rest on what its heartbeats do
     auto r = cext3::cluster::verify_cluster(**dev, vo);
     if (!r.ok()) {
       fail("verify", r.status());
@@ -90,7 +91,11 @@ int run_verify(const VerifyArgs& a) {
     for (auto& p : rep.problems) std::fprintf(out, "  PROBLEM: %s\n", p.c_str());
   }
   int e2 = -2;
-  if (cext3::is_nbd_uri(a.device)) {
+  if (!rep.live_slots.empty()) {
+    // e2fsck on a filesystem that nodes are changing would report their
+    // writes in flight as damage (and with -p/-y "repair" them).
+    std::fprintf(out, "  e2fsck: skipped (the cluster is live)\n");
+  } else if (cext3::is_nbd_uri(a.device)) {
     std::fprintf(out, "  e2fsck: skipped (it cannot open an NBD URI; run it on a node with the export attached)\n");
   } else {
     std::fflush(out);

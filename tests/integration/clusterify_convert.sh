@@ -3,29 +3,13 @@
 # the real tools: e2fsck -fn exits 0, debugfs reads every slot journal, the
 # kernel mounts it (-t ext4 with MMP, -t ext3 with --no-mmp) and every file
 # reads back identical to the source tree.
-set -u
-BIN=${CEXT3_BIN:?}
-SCRATCH=${CEXT3_SCRATCH:?}
-mkdir -p "$SCRATCH"
-W=$(mktemp -d "$SCRATCH/cfy-convert.XXXXXX")
-MNT="$W/mnt"
-mkdir -p "$MNT"
-cleanup() {
-  mountpoint -q "$MNT" && umount "$MNT"
-  rm -rf "$W"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cfy_setup convert
 
 SRC=/usr/include/linux
 [ -d "$SRC" ] || { echo "skip: $SRC (source tree for test content) is missing"; exit 77; }
 
-# Can this machine loop-mount? (root and a loop device)
-CAN_MOUNT=1
-probe="$W/probe.img"
-truncate -s 8M "$probe" && mke2fs -q -t ext3 "$probe" &&
-  mount -o loop,ro -t ext3 "$probe" "$MNT" 2>/dev/null && umount "$MNT" || CAN_MOUNT=0
-rm -f "$probe"
+cfy_probe_mount
 [ $CAN_MOUNT = 1 ] || echo "note: loop mount not permitted here; kernel read-back checks are skipped"
 
 check_case() {  # blocksize size slots policy mmp(1/0) [blocks-per-group]
@@ -36,7 +20,7 @@ check_case() {  # blocksize size slots policy mmp(1/0) [blocks-per-group]
   mke2fs -q -t ext3 -b "$bs" ${bpg:+-g $bpg} -d "$SRC" "$img" || fail "mke2fs"
   local extra=()
   [ "$mmp" = 0 ] && extra+=(--no-mmp)
-  "$BIN/clusterify" convert "$img" --slots "$slots" --group-policy "$policy" "${extra[@]}" >"$W/out" 2>"$W/err" ||
+  "$C" convert "$img" --slots "$slots" --group-policy "$policy" "${extra[@]}" >"$W/out" 2>"$W/err" ||
     { cat "$W/out" "$W/err"; fail "convert exited non-zero"; }
   e2fsck -fn "$img" >"$W/fsck" 2>&1 || { cat "$W/fsck"; fail "e2fsck -fn after convert"; }
   # The feature set: ext3's plus mmp, nothing invented.
@@ -70,11 +54,11 @@ check_case() {  # blocksize size slots policy mmp(1/0) [blocks-per-group]
   if [ $CAN_MOUNT = 1 ]; then
     local type=ext3
     [ "$mmp" = 1 ] && type=ext4
-    mount -o loop,ro -t $type "$img" "$MNT" || fail "mount -t $type"
+    cfy_mount "$img" $type ro || fail "mount -t $type"
     diff -r "$SRC" "$MNT" -x .cext3 -x lost+found >"$W/diff" 2>&1 || { head "$W/diff"; fail "content differs after convert"; }
     umount "$MNT"
     # And read-write with the kernel, then e2fsck again.
-    mount -o loop -t $type "$img" "$MNT" || fail "rw mount -t $type"
+    cfy_mount "$img" $type || fail "rw mount -t $type"
     echo hello >"$MNT/new-file"
     umount "$MNT"
     e2fsck -fn "$img" >"$W/fsck" 2>&1 || { cat "$W/fsck"; fail "e2fsck -fn after a kernel rw mount"; }

@@ -4,22 +4,10 @@
 # revert, with e2fsck -fn exit 0 after every step, the content identical to
 # the source tree, and revert giving back an ext3 that mounts with -t ext3.
 # Also: revert refuses (byte-identical) while MMP says the disk is in use.
-set -u
-BIN=${CEXT3_BIN:?}
-SCRATCH=${CEXT3_SCRATCH:?}
-mkdir -p "$SCRATCH"
-W=$(mktemp -d "$SCRATCH/cfy-life.XXXXXX")
-MNT="$W/mnt"
-mkdir -p "$MNT"
-cleanup() {
-  mountpoint -q "$MNT" && umount "$MNT"
-  rm -rf "$W"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cfy_setup life
 SRC=/usr/include/linux
 [ -d "$SRC" ] || { echo "skip: $SRC (source tree for test content) is missing"; exit 77; }
-C="$BIN/clusterify"
 I="$W/img"
 fsck_ok() {
   e2fsck -fn "$I" >"$W/fsck" 2>&1 || { cat "$W/fsck"; fail "e2fsck -fn after $1"; }
@@ -85,9 +73,9 @@ mmp_blk=$(dumpe2fs -h "$I" 2>/dev/null | sed -n 's/^MMP block number: *//p')
 [ -n "$mmp_blk" ] || fail "no MMP block"
 # mmp_seq (offset 4) = 0x1234: a node is running (as the kernel writes it).
 printf '\x34\x12\x00\x00' | dd of="$I" bs=1 seek=$((mmp_blk * 1024 + 4)) conv=notrunc status=none
-before=$(sha256sum "$I" | cut -d' ' -f1)
+before=$(sha "$I")
 "$C" revert "$I" >"$W/out" 2>"$W/err" && fail "revert accepted an in-use disk"
-[ "$before" = "$(sha256sum "$I" | cut -d' ' -f1)" ] || fail "refused revert changed the image"
+[ "$before" = "$(sha "$I")" ] || fail "refused revert changed the image"
 grep -q "MMP" "$W/err" || { cat "$W/err"; fail "revert refusal message"; }
 echo "ok: revert refused: $(cat "$W/err")"
 printf '\x50\x4d\x4d\xff' | dd of="$I" bs=1 seek=$((mmp_blk * 1024 + 4)) conv=notrunc status=none
@@ -99,7 +87,7 @@ echo "$feats" | grep -qw mmp && fail "mmp still set after revert"
 debugfs -R "ls /" "$I" 2>/dev/null | grep -q ".cext3" && fail "/.cext3 still there after revert"
 "$C" info "$I" | grep -q "plain ext3" || fail "info after revert"
 
-if mount -o loop,ro -t ext3 "$I" "$MNT" 2>/dev/null; then
+if cfy_mount "$I" ext3 ro 2>/dev/null; then
   diff -r "$SRC" "$MNT" -x lost+found >"$W/diff" 2>&1 || { head "$W/diff"; fail "content differs after revert"; }
   umount "$MNT"
 else

@@ -2,29 +2,18 @@
 # Every refusal of clusterify convert happens before the first write: the
 # image stays byte-identical (sha256sum before/after), the exit code is
 # non-zero and the message is one line that says what to do.
-set -u
-BIN=${CEXT3_BIN:?}
-SCRATCH=${CEXT3_SCRATCH:?}
-mkdir -p "$SCRATCH"
-W=$(mktemp -d "$SCRATCH/cfy-refuse.XXXXXX")
-MNT="$W/mnt"
-mkdir -p "$MNT"
-cleanup() {
-  mountpoint -q "$MNT" && umount "$MNT"
-  rm -rf "$W"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cfy_setup refuse
 
 # expect_refusal NAME IMAGE PATTERN clusterify-args...
 expect_refusal() {
   local name=$1 img=$2 pattern=$3
   shift 3
   local before after rc
-  before=$(sha256sum "$img" | cut -d' ' -f1)
-  "$BIN/clusterify" "$@" >"$W/out" 2>"$W/err"
+  before=$(sha "$img")
+  "$C" "$@" >"$W/out" 2>"$W/err"
   rc=$?
-  after=$(sha256sum "$img" | cut -d' ' -f1)
+  after=$(sha "$img")
   [ $rc -ne 0 ] || fail "$name: exit 0, expected a refusal"
   [ "$before" = "$after" ] || fail "$name: the image changed"
   [ "$(wc -l <"$W/err")" -eq 1 ] || { cat "$W/err"; fail "$name: message is not exactly one line"; }
@@ -43,7 +32,7 @@ mkimg() {  # path size mke2fs-args...
 I="$W/img"
 
 # Bad path: nothing to hash, but one line and non-zero.
-"$BIN/clusterify" convert "$W/does-not-exist" --slots 2 >"$W/out" 2>"$W/err" && fail "missing path accepted"
+"$C" convert "$W/does-not-exist" --slots 2 >"$W/out" 2>"$W/err" && fail "missing path accepted"
 [ "$(wc -l <"$W/err")" -eq 1 ] && grep -q "no such file" "$W/err" || { cat "$W/err"; fail "missing path message"; }
 echo "ok: missing path: $(cat "$W/err")"
 
@@ -91,20 +80,20 @@ expect_refusal "too little space" "$I" "too little free space" convert "$I" --sl
 
 # Already clusterified.
 mkimg "$I" 64M -t ext3 -b 1024
-"$BIN/clusterify" convert "$I" --slots 2 >/dev/null 2>&1 || fail "first convert"
+"$C" convert "$I" --slots 2 >/dev/null 2>&1 || fail "first convert"
 expect_refusal "already clusterified" "$I" "clusterify slots" convert "$I" --slots 2
 
 # A dry run writes nothing either (and succeeds).
 mkimg "$I" 64M -t ext3 -b 1024
-before=$(sha256sum "$I" | cut -d' ' -f1)
-"$BIN/clusterify" convert "$I" --slots 3 --dry-run >"$W/out" 2>&1 || { cat "$W/out"; fail "dry run failed"; }
+before=$(sha "$I")
+"$C" convert "$I" --slots 3 --dry-run >"$W/out" 2>&1 || { cat "$W/out"; fail "dry run failed"; }
 grep -q "nothing was written" "$W/out" || fail "dry run does not say so"
-[ "$before" = "$(sha256sum "$I" | cut -d' ' -f1)" ] || fail "dry run changed the image"
+[ "$before" = "$(sha "$I")" ] || fail "dry run changed the image"
 echo "ok: dry run leaves the image identical"
 
 # Mounted (through a loop device on the image).
 mkimg "$I" 32M -t ext3
-if mount -o loop,ro -t ext3 "$I" "$MNT" 2>/dev/null; then
+if cfy_mount "$I" ext3 ro 2>/dev/null; then
   expect_refusal "mounted" "$I" "is mounted" convert "$I" --slots 2
   umount "$MNT"
 else

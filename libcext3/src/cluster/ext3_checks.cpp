@@ -1,6 +1,8 @@
 #include "cext3/cluster/ext3_checks.h"
 
 #include <ext2fs/ext2fs.h>
+// After ext2fs.h, which declares com_err inside extern "C".
+#include <et/com_err.h>
 
 #include "cext3/cluster/preflight.h"
 #include "cext3/journal.h"
@@ -47,6 +49,13 @@ Status check_state(ext2_filsys fs, const std::string& dev, bool allow_mmp) {
       ext2fs_free_blocks_count(sb) > ext2fs_blocks_count(sb) || sb->s_free_inodes_count > sb->s_inodes_count) {
     return Status::Corruption(dev + " has an inconsistent superblock (reserved or free counts exceed the size): "
                               "run e2fsck -f " + dev + " first");
+  }
+  // libext2fs opens a filesystem whose primary group descriptors point
+  // outside their groups (e2fsck then quietly uses a backup copy); editing
+  // through them would write bitmaps and inodes over other blocks.
+  if (errcode_t err = ext2fs_check_desc(fs); err != 0) {
+    return Status::Corruption(dev + " has damaged group descriptors (" + error_message(err) + "): run e2fsck -f " +
+                              dev + " first");
   }
   if (sb->s_last_orphan != 0) {
     return Status::Busy(dev + " has an orphan inode list (inode " + std::to_string(sb->s_last_orphan) +

@@ -2,16 +2,18 @@
 //
 // clusterify's units run libext2fs on top of an OverlayDevice (or read-only on
 // the real device), never on a path, so that every write can be classified
-// before it reaches the disk. The io_manager behind it is private to the
-// cluster code: it sends each libext2fs block request to the BlockDevice,
-// widening requests that are not sector-aligned (read-modify-write).
+// before it reaches the disk. The I/O goes through libcext3's libext2fs
+// bridge (cext3/ext2fs_io.h): the session owns the Ext2fsDeviceBinding that
+// registers the device, and closes the filesystem before the binding goes.
 #pragma once
 
 #include <ext2fs/ext2fs.h>
 
+#include <memory>
 #include <string>
 
 #include "cext3/block_device.h"
+#include "cext3/ext2fs_io.h"
 #include "cext3/status.h"
 
 namespace cext3::cluster {
@@ -37,6 +39,9 @@ class FsSession {
   Status close();
 
  private:
+  void release();
+  // Declared first so it is destroyed last: fs_ is freed before the binding.
+  std::unique_ptr<Ext2fsDeviceBinding> binding_;
   ext2_filsys fs_ = nullptr;
 };
 

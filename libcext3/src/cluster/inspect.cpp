@@ -3,9 +3,11 @@
 #include <ext2fs/ext2fs.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <ctime>
 #include <set>
+#include <cerrno>
 
 #include "cext3/cluster/group_map.h"
 #include "cext3/cluster/layout.h"
@@ -20,6 +22,25 @@ std::string fixed_string(const uint8_t* p, size_t n) {
   size_t len = 0;
   while (len < n && p[len] != 0) ++len;
   return std::string(reinterpret_cast<const char*>(p), len);
+}
+
+uint64_t wall_clock_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Replace `len` bytes at byte offset `off` (read-modify-write of the covering
+// sectors), then flush.
+Status patch_bytes(BlockDevice& dev, uint64_t off, const uint8_t* data, size_t len) {
+  const uint32_t ss = dev.sector_size();
+  const uint64_t a = off / ss * ss;
+  const uint64_t e = (off + len + ss - 1) / ss * ss;
+  std::vector<uint8_t> buf(e - a);
+  CEXT3_RETURN_IF_ERROR(dev.read(a, buf.data(), buf.size()));
+  std::memcpy(buf.data() + (off - a), data, len);
+  CEXT3_RETURN_IF_ERROR(dev.write(a, buf.data(), buf.size()));
+  return dev.flush();
 }
 
 MmpInfo read_mmp(ext2_filsys fs) {
@@ -42,7 +63,15 @@ MmpInfo read_mmp(ext2_filsys fs) {
   return m;
 }
 
-Result<std::vector<uint8_t>> read_file_blocks(ext2_filsys fs, const SystemFileExtent& f) {
+Result<std::vector<uint8_t>> read_file_blocks(ext2_filsys fs, const SystemFileExtent& f, uint64_t max_blocks) {
+  // The header is checksummed, but it is still input: never trust a range
+  // outside the filesystem or larger than the file can be.
+  const uint64_t fs_blocks = ext2fs_blocks_count(fs->super);
+  if (f.block_count == 0 || f.block_count > max_blocks || f.first_block >= fs_blocks ||
+      f.block_count > fs_blocks - f.first_block)
+    return Status::Corruption(std::string("the ") + to_string(f.kind) + " file's range in the cluster header (" +
+                              std::to_string(f.first_block) + "+" + std::to_string(f.block_count) +
+                              ") is impossible");
   std::vector<uint8_t> data(f.block_count * fs->blocksize);
   errcode_t err = io_channel_read_blk64(fs->io, f.first_block, static_cast<int>(f.block_count), data.data());
   if (err) return ext2_status(err, std::string("reading the ") + to_string(f.kind) + " file");
@@ -80,11 +109,11 @@ Result<Loaded> load(BlockDevice& dev, FsSession& session) {
   const SystemFileExtent* lkf = h.find(SystemFileKind::kLocks);
   std::vector<uint8_t> hb, lk;
   if (hbf) {
-    auto d = read_file_blocks(fs, *hbf);
+    auto d = read_file_blocks(fs, *hbf, heartbeat_file_blocks(bs));
     if (d.ok()) hb = std::move(d).value();
   }
   if (lkf) {
-    auto d = read_file_blocks(fs, *lkf);
+    auto d = read_file_blocks(fs, *lkf, locks_file_blocks(bs));
     if (d.ok()) lk = std::move(d).value();
   }
   if (lk.size() >= kRecordSize) {
@@ -161,6 +190,30 @@ Result<Loaded> load(BlockDevice& dev, FsSession& session) {
 
 bool MmpInfo::clean() const { return readable && magic == EXT4_MMP_MAGIC && sequence == EXT4_MMP_SEQ_CLEAN; }
 
+bool MmpInfo::in_use_by_cluster() const {
+  return readable && magic == EXT4_MMP_MAGIC && sequence == EXT4_MMP_SEQ_FSCK &&
+         node.rfind(kMmpClusterNodePrefix, 0) == 0;
+}
+
+std::string MmpInfo::describe() const {
+  if (!enabled) return "off";
+  if (!readable) return "unreadable (block " + std::to_string(block) + " is outside the filesystem or cannot be read)";
+  if (magic != EXT4_MMP_MAGIC) return "damaged (no MMP magic)";
+  if (clean()) return "clean";
+  if (in_use_by_cluster())
+    return "in use by the cluster (last written by node '" + node.substr(std::strlen(kMmpClusterNodePrefix)) + "')";
+  if (sequence == EXT4_MMP_SEQ_FSCK) return "in use by e2fsck on host '" + node + "'";
+  if (sequence > EXT4_MMP_SEQ_MAX) return "in an unknown state";
+  return "in use by a kernel mount on host '" + node + "'";
+}
+
+bool SlotInfo::free_at_sight() const {
+  if (!heartbeat_ok) return false;
+  const bool owned = lease_ok ? lease.owned != 0 : true;
+  if (!owned) return heartbeat.sequence == 0 || heartbeat.stopped();
+  return lease_ok && heartbeat.stopped() && heartbeat.generation == lease.lease_generation;
+}
+
 Result<ClusterInfo> read_cluster_info(BlockDevice& dev) {
   auto session = FsSession::open(dev, false);
   if (!session.ok()) return session.status();
@@ -170,14 +223,61 @@ Result<ClusterInfo> read_cluster_info(BlockDevice& dev) {
 }
 
 bool slot_is_live(const ClusterInfo& ci, const SlotInfo& s, uint64_t now_ns) {
+  if (s.free_at_sight()) return false;
+  if (s.observed) return s.observed_live;
   if (s.lease_ok && s.lease.owned) return true;
-  if (!s.heartbeat_ok || s.heartbeat.sequence == 0) return false;
-  const uint64_t dead_ns = uint64_t{ci.header.header.timing.dead_after_ms + ci.header.header.timing.fence_margin_ms} * 1000000;
-  return s.heartbeat.time_ns + dead_ns > now_ns;
+  if (!s.heartbeat_ok || s.heartbeat.sequence == 0 || s.heartbeat.stopped()) return false;
+  const Timing& t = ci.header.header.timing;
+  const uint64_t dead_ns = (uint64_t{t.dead_after_ms} + t.fence_margin_ms) * 1000000;
+  return s.heartbeat.time_ns > now_ns - std::min(now_ns, dead_ns);
 }
 
 bool slot_is_dirty(const SlotInfo& s) {
-  return (s.journal_ok && !s.journal_clean) || (s.lease_ok && s.lease.journal_dirty);
+  return (s.journal_ok && !s.journal_clean) || (s.lease_ok && s.lease.journal_dirty) || s.abandoned();
+}
+
+Status observe_liveness(BlockDevice& dev, ClusterInfo& ci, const std::function<void(uint64_t)>& sleep_ms) {
+  if (!ci.clusterified) return Status::OK();
+  bool any = false;
+  for (const SlotInfo& s : ci.slots) any |= !s.free_at_sight();
+  if (!any) return Status::OK();
+  const ClusterHeader& h = ci.header.header;
+  const SystemFileExtent* hbf = h.find(SystemFileKind::kHeartbeat);
+  const uint32_t bs = ci.block_size;
+  const uint64_t bytes = uint64_t{kMaxSlots} * kRecordSize;
+  if (!hbf || hbf->block_count * bs < bytes || hbf->first_block >= ci.blocks_count ||
+      hbf->block_count > ci.blocks_count - hbf->first_block)
+    return Status::Corruption(dev.name() + ": the cluster header has no usable heartbeat file; run clusterify verify");
+  const uint64_t wait = std::min<uint64_t>(uint64_t{h.timing.dead_after_ms} + h.timing.fence_margin_ms, kMaxObserveMs);
+  auto read_all = [&]() -> Result<std::vector<uint8_t>> {
+    std::vector<uint8_t> buf(hbf->block_count * bs);
+    CEXT3_RETURN_IF_ERROR(dev.read(hbf->first_block * bs, buf.data(), buf.size()));
+    return buf;
+  };
+  auto first = read_all();
+  if (!first.ok()) return first.status();
+  if (sleep_ms) {
+    sleep_ms(wait);
+  } else {
+    timespec ts{static_cast<time_t>(wait / 1000), static_cast<long>(wait % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
+  auto second = read_all();
+  if (!second.ok()) return second.status();
+  for (SlotInfo& s : ci.slots) {
+    if (s.free_at_sight()) continue;
+    const size_t off = size_t{s.slot} * kRecordSize;
+    s.observed = true;
+    s.observed_live = std::memcmp(first->data() + off, second->data() + off, kRecordSize) != 0;
+    // Keep the newest view of the record.
+    auto r = decode_heartbeat(std::span<const uint8_t, 512>(second->data() + off, 512));
+    if (r.ok() && r->slot == s.slot) {
+      s.heartbeat = *r;
+      s.heartbeat_ok = true;
+    }
+  }
+  return Status::OK();
 }
 
 Result<VerifyReport> verify_cluster(BlockDevice& dev, const VerifyOptions& opts) {
@@ -278,13 +378,10 @@ Result<VerifyReport> verify_cluster(BlockDevice& dev, const VerifyOptions& opts)
   }
   // 4. Journals, heartbeats, leases.
   uint32_t bad_hb = 0, bad_lease = 0;
-  std::vector<uint32_t> dirty;
   for (const SlotInfo& s : ci.slots) {
-    check(s.journal_ok, "journal." + std::string(s.slot < 10 ? "0" : "") + std::to_string(s.slot) +
-                            " has a valid jbd2 superblock", s.journal_error);
+    check(s.journal_ok, journal_file_name(s.slot) + " has a valid jbd2 superblock", s.journal_error);
     if (!s.heartbeat_ok) ++bad_hb;
     if (!s.lease_ok) ++bad_lease;
-    if (slot_is_dirty(s)) dirty.push_back(s.slot);
   }
   check(bad_hb == 0, "heartbeat records are well-formed", std::to_string(bad_hb) + " damaged records");
   check(bad_lease == 0, "slot lease records are well-formed", std::to_string(bad_lease) + " damaged records");
@@ -295,11 +392,39 @@ Result<VerifyReport> verify_cluster(BlockDevice& dev, const VerifyOptions& opts)
 
   session = FsSession();  // release libext2fs before writing anything
 
+  // 5. Who is running. Repairs of a live cluster would race its nodes.
+  if (opts.repair || opts.observe) CEXT3_RETURN_IF_ERROR(observe_liveness(dev, ci));
+  const uint64_t now = wall_clock_ns();
+  std::string live_names;
+  for (const SlotInfo& s : ci.slots) {
+    if (!slot_is_live(ci, s, now)) continue;
+    rep.live_slots.push_back(s.slot);
+    live_names += (live_names.empty() ? "" : ", ") + std::to_string(s.slot) +
+                  (s.heartbeat_ok && !s.heartbeat.node_name.empty() ? " (node '" + s.heartbeat.node_name + "')" : "");
+  }
+  if (!rep.live_slots.empty()) {
+    rep.problems.push_back("the cluster is live: slot(s) " + live_names + " " +
+                           (opts.repair ? "running; nothing was repaired: stop jcoord on every node first"
+                                        : "running; a check of a live filesystem is not conclusive: stop jcoord "
+                                          "on every node for a full check"));
+    rep.mmp_in_use_by_cluster = ci.mmp.in_use_by_cluster();
+    return rep;
+  }
+  std::vector<uint32_t> dirty;
+  for (const SlotInfo& s : ci.slots)
+    if (slot_is_dirty(s)) dirty.push_back(s.slot);
+
+  const SystemFileExtent* lkf = h.find(SystemFileKind::kLocks);
+  bool recovered_all = true;
   for (uint32_t s : dirty) {
     const SlotInfo& si = ci.slots[s];
     std::string jn = journal_file_name(s);
     if (!opts.repair) {
-      rep.problems.push_back(jn + " is dirty (needs replay): run clusterify verify -y");
+      rep.problems.push_back(si.abandoned() ? "slot " + std::to_string(s) + " was held by node '" +
+                                                  (si.lease_ok ? si.lease.owner : std::string("?")) +
+                                                  "', which stopped without leaving cleanly: run clusterify verify -y"
+                                            : jn + " is dirty (needs replay): run clusterify verify -y");
+      recovered_all = false;
       continue;
     }
     if (si.journal_ok && !si.journal_clean) {
@@ -308,27 +433,65 @@ Result<VerifyReport> verify_cluster(BlockDevice& dev, const VerifyOptions& opts)
       auto rr = journal::recover_journal(dev, *jm);
       if (!rr.ok()) {
         rep.problems.push_back(jn + ": replay failed: " + rr.status().message());
+        recovered_all = false;
         continue;
       }
       rep.fixed.push_back(jn + ": replayed " + std::to_string(rr->transactions) + " transactions (" +
                           std::to_string(rr->blocks_replayed) + " blocks)");
+    } else if (!si.journal_ok) {
+      recovered_all = false;  // reported above; nothing can be replayed
     }
-    if (si.lease_ok && si.lease.journal_dirty) {
-      const SystemFileExtent* lkf = h.find(SystemFileKind::kLocks);
+    if (si.lease_ok && (si.lease.journal_dirty || si.lease.owned) && lkf) {
       SlotLeaseRecord nr = si.lease;
       nr.journal_dirty = 0;
       nr.owned = 0;
+      nr.lease_expiry_ns = 0;
       ++nr.recovery_generation;
-      std::vector<uint8_t> sec(std::max<uint32_t>(kRecordSize, dev.sector_size()));
-      const uint64_t off = lkf->first_block * bs + (s + 1) * kRecordSize;
-      const uint64_t aligned = off / dev.sector_size() * dev.sector_size();
-      CEXT3_RETURN_IF_ERROR(dev.read(aligned, sec.data(), dev.sector_size()));
-      encode_slot_lease(nr, std::span<uint8_t, 512>(sec.data() + (off - aligned), 512));
-      CEXT3_RETURN_IF_ERROR(dev.write(aligned, sec.data(), dev.sector_size()));
-      CEXT3_RETURN_IF_ERROR(dev.flush());
-      rep.fixed.push_back("slot " + std::to_string(s) + " lease marked clean (recovery generation " +
+      std::array<uint8_t, kRecordSize> rec{};
+      encode_slot_lease(nr, rec);
+      CEXT3_RETURN_IF_ERROR(patch_bytes(dev, lkf->first_block * bs + (uint64_t{s} + 1) * kRecordSize, rec.data(),
+                                        rec.size()));
+      rep.fixed.push_back("slot " + std::to_string(s) + " lease released and marked clean (recovery generation " +
                           std::to_string(nr.recovery_generation) + ")");
     }
+    // The dead node's last heartbeat gets the "stopped" flag, as a clean
+    // leave would have written: every reader (jcoord's slot claim, these
+    // tools) then sees the slot free, with nothing left to recover.
+    const SystemFileExtent* hbf = h.find(SystemFileKind::kHeartbeat);
+    if (si.abandoned() && hbf) {
+      HeartbeatRecord hr = si.heartbeat_ok ? si.heartbeat : HeartbeatRecord{};
+      hr.slot = s;
+      hr.flags |= kHeartbeatFlagUsed | kHeartbeatFlagStopped;
+      ++hr.sequence;
+      hr.time_ns = now;
+      hr.fence_deadline_ns = 0;
+      std::array<uint8_t, kRecordSize> rec{};
+      encode_heartbeat(hr, rec);
+      CEXT3_RETURN_IF_ERROR(patch_bytes(dev, hbf->first_block * bs + uint64_t{s} * kRecordSize, rec.data(), rec.size()));
+      rep.fixed.push_back("slot " + std::to_string(s) + " heartbeat marked stopped (node '" + hr.node_name +
+                          "' recovered)");
+    }
+  }
+  // 6. MMP: the last node to leave writes the clean sequence; after a crash
+  // of every node it stays "in use by the cluster" until recovery is done.
+  if (ci.mmp.in_use_by_cluster()) {
+    if (opts.repair && recovered_all) {
+      std::vector<uint8_t> blk(bs);
+      CEXT3_RETURN_IF_ERROR(dev.read(ci.mmp.block * bs, blk.data(), bs));
+      mmp_struct* m = reinterpret_cast<mmp_struct*>(blk.data());
+      m->mmp_seq = EXT4_MMP_SEQ_CLEAN;
+      m->mmp_time = static_cast<uint64_t>(now / 1000000000ull);
+      CEXT3_RETURN_IF_ERROR(patch_bytes(dev, ci.mmp.block * bs, blk.data(), sizeof(mmp_struct)));
+      rep.fixed.push_back("MMP block " + std::to_string(ci.mmp.block) + " set to clean (it said " + ci.mmp.describe() +
+                          ", no slot is live or dirty): e2fsck and a single-node mount may use the disk again");
+    } else {
+      rep.mmp_in_use_by_cluster = true;
+      rep.problems.push_back("MMP says " + ci.mmp.describe() + " but no slot is live: the cluster did not shut down "
+                             "cleanly; " + (opts.repair ? "recover the slots above, then run clusterify verify -y again"
+                                                        : "run clusterify verify -y to recover and release it"));
+    }
+  } else if (ci.mmp.enabled && ci.mmp.readable && ci.mmp.magic == EXT4_MMP_MAGIC && !ci.mmp.clean()) {
+    rep.problems.push_back("MMP says " + ci.mmp.describe() + "; if no machine uses the disk, e2fsck clears it");
   }
   if (rewrite_copy && (ci.header.a_valid || ci.header.b_valid)) {
     int bad = ci.header.a_valid ? 1 : 0;

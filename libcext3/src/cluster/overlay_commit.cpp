@@ -45,8 +45,10 @@ Result<OverlayCommitResult> apply_overlay_commit(BlockDevice& dev, const journal
     if (progress) progress("writing new blocks", i, n);
   }
   // They must be durable before the commit record that makes the new
-  // metadata point at them.
-  CEXT3_RETURN_IF_ERROR(dev.flush());
+  // metadata point at them. No flush of our own: the fs transaction writes
+  // needs_recovery and the journal body next and flushes before the commit
+  // block (docs/JOURNAL.md), and that flush covers these writes too. When
+  // there is no transaction at all nothing references them; flush anyway.
   r.direct_blocks = n;
   r.journaled_blocks = plan.txn.block_count();
   if (progress) progress("committing metadata through the ext3 journal", 0, 1);
@@ -54,6 +56,8 @@ Result<OverlayCommitResult> apply_overlay_commit(BlockDevice& dev, const journal
     auto t = journal::commit_and_checkpoint_fs_transaction(dev, fs_journal, plan.txn);
     if (!t.ok()) return t.status().Annotate("committing the metadata transaction");
     r.tid = t->tid;
+  } else {
+    CEXT3_RETURN_IF_ERROR(dev.flush());
   }
   if (progress) progress("committing metadata through the ext3 journal", 1, 1);
   return r;

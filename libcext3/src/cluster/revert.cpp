@@ -27,25 +27,40 @@ uint64_t now_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-// Refuse while the cluster could be running or a slot needs recovery.
-Status check_quiet(const ClusterInfo& ci, const std::string& name, uint32_t from_slot = 0) {
-  if (ci.mmp.enabled && !ci.mmp.clean())
-    return Status::Busy(name + " is in use according to its MMP block (node '" + ci.mmp.node +
-                        "'): stop jcoord on every node, or run e2fsck " + name + " if a node crashed");
+// Refuse while the cluster could be running or a slot needs recovery. `ci`
+// has been through observe_liveness(), so liveness is what the heartbeats
+// did while we watched, not a comparison with other machines' clocks.
+Status check_quiet(const ClusterInfo& ci, const std::string& name) {
   const uint64_t now = now_ns();
   for (const SlotInfo& s : ci.slots) {
-    if (s.slot < from_slot) continue;
     if (!s.journal_ok)
-      return Status::Corruption(name + ": journal." + std::to_string(s.slot) + " is damaged (" + s.journal_error +
+      return Status::Corruption(name + ": " + journal_file_name(s.slot) + " is damaged (" + s.journal_error +
                                 "): run clusterify verify " + name + " first");
-    if (slot_is_live(ci, s, now))
-      return Status::Busy(name + ": slot " + std::to_string(s.slot) + " is live (" +
-                          (s.lease.owned ? "lease held by " + s.lease.owner : "heartbeat is fresh") +
+    if (slot_is_live(ci, s, now)) {
+      const std::string who = s.heartbeat_ok && !s.heartbeat.node_name.empty() ? s.heartbeat.node_name
+                              : s.lease_ok && !s.lease.owner.empty()          ? s.lease.owner
+                                                                              : std::string("?");
+      return Status::Busy(name + ": slot " + std::to_string(s.slot) + " is live (node '" + who + "', " +
+                          (s.observed ? "its heartbeat changed while clusterify watched it"
+                                      : s.lease.owned ? "lease held" : "heartbeat is fresh") +
                           "): stop jcoord on every node first");
+    }
+    if (s.abandoned())
+      return Status::Busy(name + ": slot " + std::to_string(s.slot) + " was held by node '" +
+                          (s.lease_ok ? s.lease.owner : std::string("?")) +
+                          "', which stopped without leaving cleanly: run clusterify verify -y " + name +
+                          " to recover it first");
     if (slot_is_dirty(s))
       return Status::Busy(name + ": slot " + std::to_string(s.slot) +
                           "'s journal holds unreplayed transactions: run clusterify verify -y " + name + " first");
   }
+  if (ci.mmp.in_use_by_cluster())
+    return Status::Busy(name + ": MMP says " + ci.mmp.describe() +
+                        " though no slot is live: the cluster did not shut down cleanly; run clusterify verify -y " +
+                        name + " to recover and release it");
+  if (ci.mmp.enabled && !ci.mmp.clean())
+    return Status::Busy(name + " is in use according to its MMP block (" + ci.mmp.describe() +
+                        "): stop it there, or run e2fsck " + name + " if that machine crashed");
   return Status::OK();
 }
 
@@ -104,6 +119,7 @@ Result<Opened> open_for_change(BlockDevice& dev, const char* verb) {
   if (!ci->clusterified)
     return Status::InvalidArgument(dev.name() + " is a plain ext3 filesystem (no /.cext3): nothing to " + verb +
                                    "; convert it with clusterify convert");
+  CEXT3_RETURN_IF_ERROR(observe_liveness(dev, *ci));
   o.info = std::move(ci).value();
   o.ov = std::make_unique<OverlayDevice>(dev);
   auto s = FsSession::open(*o.ov, true);

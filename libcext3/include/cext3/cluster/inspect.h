@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,19 @@ struct SlotInfo {
   bool lease_ok = false;
   std::string lease_error;
   SlotLeaseRecord lease;
+  // Set by observe_liveness(): the heartbeat was watched for dead_after +
+  // fence_margin and did (observed_live) or did not change.
+  bool observed = false;
+  bool observed_live = false;
+
+  // Nothing can be alive in the slot, judged from one read (the rule a
+  // claiming node uses): the lease is free and the heartbeat was never
+  // written or says "stopped", or the heartbeat says "stopped" under the
+  // lease's own generation (a clean leave).
+  bool free_at_sight() const;
+  // A node held the slot and was seen dead (observed, no heartbeat change)
+  // without a clean leave: its journal must be recovered and its lease freed.
+  bool abandoned() const { return observed && !observed_live && !free_at_sight(); }
 };
 
 struct MmpInfo {
@@ -45,7 +59,14 @@ struct MmpInfo {
   std::string node, device;
   uint32_t interval = 0;
   bool clean() const;  // sequence == EXT4_MMP_SEQ_CLEAN
+  // A live cext3 cluster keeps sequence EXT4_MMP_SEQ_FSCK with node name
+  // "cext3:<node>" in the block (jcoord, cext3/node/mmp.h).
+  bool in_use_by_cluster() const;
+  // One phrase for operators: "clean", "in use by the cluster (node n1)",
+  // "in use by e2fsck on host h", "in use by a kernel mount on host h", ...
+  std::string describe() const;
 };
+inline constexpr const char* kMmpClusterNodePrefix = "cext3:";
 
 struct ClusterInfo {
   std::string device;
@@ -67,17 +88,37 @@ struct ClusterInfo {
 // Read-only. A plain ext3 gives clusterified = false, not an error.
 Result<ClusterInfo> read_cluster_info(BlockDevice& dev);
 
-// A slot is live when its heartbeat changed within the dead-after time or
-// its lease is held; dirty when its journal is not clean or the lease says so.
+// A slot is live when it is not free at sight (SlotInfo::free_at_sight) and
+// either observe_liveness() saw its heartbeat change, or - not observed -
+// its heartbeat is younger than dead_after + fence_margin by this machine's
+// clock or its lease is held. A "stopped" record (a clean leave) is never
+// live. Dirty: the journal is not clean, the lease says so, or the slot was
+// abandoned by a dead node.
 bool slot_is_live(const ClusterInfo& ci, const SlotInfo& s, uint64_t now_ns);
 bool slot_is_dirty(const SlotInfo& s);
 
+// Watch every slot that is not free at sight: read its heartbeat again after
+// dead_after + fence_margin (clamped to kMaxObserveMs) and record whether it
+// changed, as a node claiming a slot does; clocks of other machines are never
+// compared. Returns at once when every slot is free at sight (a converted or
+// cleanly stopped cluster). `sleep_ms` is for tests (default: nanosleep).
+inline constexpr uint64_t kMaxObserveMs = 120000;
+Status observe_liveness(BlockDevice& dev, ClusterInfo& ci, const std::function<void(uint64_t)>& sleep_ms = {});
+
 struct VerifyOptions {
-  bool repair = false;  // replay dirty slot journals, rewrite a damaged header copy
+  // Replay dirty slot journals, free abandoned leases, rewrite a damaged
+  // header copy, and when nothing is live or dirty afterwards write the
+  // clean MMP sequence. Refused (nothing written) while any slot is live.
+  bool repair = false;
+  // Watch heartbeats (observe_liveness) before judging liveness; repair
+  // always does.
+  bool observe = false;
 };
 
 struct VerifyReport {
   bool clusterified = false;
+  std::vector<uint32_t> live_slots;   // the cluster is running: e2fsck must not repair
+  bool mmp_in_use_by_cluster = false;  // after repair: still marked in use
   std::vector<std::string> passed;    // invariants that hold
   std::vector<std::string> problems;  // invariants that do not hold (not fixed)
   std::vector<std::string> fixed;     // what repair changed

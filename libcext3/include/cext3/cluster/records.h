@@ -16,16 +16,21 @@ inline constexpr char kLocksMagic[8] = {'C', 'X', '3', 'L', 'O', 'C', 'K', 'S'};
 inline constexpr char kSlotLeaseMagic[8] = {'C', 'X', '3', 'L', 'E', 'A', 'S', 'E'};
 inline constexpr uint32_t kNoSlot = 0xFFFFFFFFu;
 
+// Heartbeat record flags.
+inline constexpr uint32_t kHeartbeatFlagUsed = 1u << 0;     // a node has used the slot since format
+inline constexpr uint32_t kHeartbeatFlagStopped = 1u << 1;  // the last writer left cleanly (its final record)
+
 // heartbeat file: record i (at byte i*512) is slot i's.
 struct HeartbeatRecord {
   uint32_t slot = 0;
-  uint32_t flags = 0;          // bit 0: slot has been used by a node since format
+  uint32_t flags = 0;          // kHeartbeatFlagUsed | kHeartbeatFlagStopped
   uint64_t sequence = 0;       // +1 on every write; 0 = never written by a node
   uint64_t generation = 0;     // changes when a new node instance takes the slot
   uint64_t time_ns = 0;        // CLOCK_REALTIME of the write
   uint64_t fence_deadline_ns = 0;  // the writer stops all writes by this time if it cannot renew
   std::string node_name;       // up to 63 bytes
   std::string address;         // "host:port", up to 63 bytes
+  bool stopped() const { return (flags & kHeartbeatFlagStopped) != 0; }
   bool operator==(const HeartbeatRecord&) const = default;
 };
 
