@@ -211,6 +211,15 @@ struct Claimer {
         continue;
       }
 
+      if (to_watch.empty()) {
+        std::string list;
+        for (uint32_t s : damaged) {
+          if (!list.empty()) list += ", ";
+          list += std::to_string(s);
+        }
+        return Status::Corruption("no usable slot: the lease records of slots " + list +
+                                  " are damaged; repair them with `clusterify verify -y` while the cluster is down");
+      }
       // Nothing free at sight: whoever does not change its heartbeat within
       // dead_after is dead (or was never there).
       std::vector<Result<cluster::HeartbeatRecord>> last = std::move(hbs).value();

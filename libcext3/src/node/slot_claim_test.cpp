@@ -187,6 +187,12 @@ TEST_CASE("claim_slot: argument errors", "[node][claim]") {
   auto d = a.claim(1, "x");
   CHECK(d.status().code() == Status::Code::kCorruption);
   CHECK(d.status().message().find("clusterify verify -y") != std::string::npos);
+  // With every lease damaged, `auto` has nothing to take and says so.
+  mc.device().bytes()[kTestLocksByte + 1 * 512 + 20] ^= 1;
+  mc.device().bytes()[kTestLocksByte + 3 * 512 + 20] ^= 1;
+  auto e = a.claim(std::nullopt, "x");
+  CHECK(e.status().code() == Status::Code::kCorruption);
+  CHECK(e.status().message().rfind("no usable slot: the lease records of slots 0, 1, 2 are damaged", 0) == 0);
 }
 
 TEST_CASE("claim_slot: threads racing for one slot: exactly one wins", "[node][claim][race]") {

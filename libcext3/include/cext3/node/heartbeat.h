@@ -84,7 +84,8 @@ class HeartbeatLoop {
     uint64_t generation = 0;
     std::string node_name;
     std::string address;
-    // Called from the loop's thread. Keep them short.
+    // Called from the loop's thread. Keep them short, and never call stop()
+    // from inside one (it joins the thread that is calling).
     std::function<void(const MembershipEvent&)> on_event;
     // Called exactly once, from the loop's thread or from its watchdog thread
     // (which fires at the gate's deadline even while a heartbeat write hangs).
