@@ -69,7 +69,7 @@ write_view "$R2" 1 0 "0 1 2 3" ""
 start_nodes "$R2" 22
 # Wait until the coordinator has done some work, then kill it.
 for _ in $(seq 1 200); do
-  [ "$(wc -l <"$R2/events.0" 2>/dev/null || echo 0)" -ge 60 ] && break
+  [ -f "$R2/events.0" ] && [ "$(wc -l <"$R2/events.0")" -ge 60 ] && break
   sleep 0.02
 done
 kill -9 "${PIDS[0]}"
