@@ -12,7 +12,7 @@
 #  * if e2fsck -fn accepted the copy (exit 0) and the change succeeded,
 #    e2fsck -fn still exits 0 afterwards.
 # Seeded and deterministic: CEXT3_FUZZ_SEED (default 1), CEXT3_FUZZ_CASES
-# (default 8, about a minute in make test; 200 runs for ~25 min); CEXT3_FUZZ_ONLY=N runs case N alone and
+# (default 8, about a minute in make test); CEXT3_FUZZ_ONLY=N runs case N alone and
 # keeps its images in $CEXT3_SCRATCH/fuzz-case-N for a look.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cfy_setup fuzz
