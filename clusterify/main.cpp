@@ -14,6 +14,7 @@
 
 #include "cext3/cluster/convert.h"
 #include "cext3/cluster/preflight.h"
+#include "cext3/node/heartbeat.h"
 #include "commands.h"
 #include "device.h"
 #include "journal_cmd.h"
@@ -49,6 +50,8 @@ struct ConvertArgs {
   bool no_mmp = false;
   bool dry_run = false;
   bool yes = false;
+  // Cluster timing; 0 = the default in cluster::Timing.
+  uint32_t heartbeat_ms = 0, dead_after_ms = 0, fence_margin_ms = 0, io_timeout_ms = 0;
 };
 
 // A subcommand that works on one DEVICE (all of them do).
@@ -66,6 +69,11 @@ int run_convert(const ConvertArgs& a) {
   o.policy = a.policy == "balanced" ? GroupPolicy::kBalanced : GroupPolicy::kContiguous;
   o.mmp = !a.no_mmp;
   o.dry_run = a.dry_run;
+  if (a.heartbeat_ms) o.timing.heartbeat_interval_ms = a.heartbeat_ms;
+  if (a.dead_after_ms) o.timing.dead_after_ms = a.dead_after_ms;
+  if (a.fence_margin_ms) o.timing.fence_margin_ms = a.fence_margin_ms;
+  if (a.io_timeout_ms) o.timing.io_timeout_ms = a.io_timeout_ms;
+  if (cext3::Status ts = cext3::node::validate_timing(o.timing); !ts.ok()) return clusterify::fail("convert", ts);
   auto dev = clusterify::open_device_for_change(a.device, a.dry_run);
   if (!dev.ok()) return clusterify::fail("convert", dev.status());
   if (a.no_mmp && !a.dry_run)
@@ -109,6 +117,12 @@ int main(int argc, char** argv) {
   convert->add_option("--group-policy", ca.policy, "contiguous (slot i gets one run of groups) or balanced (round robin)")
       ->check(CLI::IsMember({"contiguous", "balanced"}));
   convert->add_flag("--no-mmp", ca.no_mmp, "do not enable multi-mount protection (prints a warning)");
+  convert->add_option("--heartbeat-interval-ms", ca.heartbeat_ms, "cluster timing: heartbeat interval (default 400)");
+  convert->add_option("--dead-after-ms", ca.dead_after_ms, "cluster timing: a silent node is dead after this (default 2500)");
+  convert->add_option("--fence-margin-ms", ca.fence_margin_ms,
+                      "cluster timing: wait past a node's fence deadline before recovery (default 700)");
+  convert->add_option("--io-timeout-ms", ca.io_timeout_ms,
+                      "cluster timing: a slower heartbeat write does not count (default 700)");
   convert->add_flag("--dry-run,-n", ca.dry_run, "print the plan, write nothing");
   convert->add_flag("--yes,-y", ca.yes, "do not ask for confirmation");
   commands.push_back({convert, [&] { return run_convert(ca); }});

@@ -138,6 +138,7 @@ Result<ConvertReport> convert_to_cluster(BlockDevice& dev, const ConvertOptions&
   ClusterHeader h;
   h.uuid = random_uuid();
   h.slot_count = opts.slots;
+  h.timing = opts.timing;
   h.block_size = bs;
   h.blocks_count = r.blocks_count;
   h.policy = opts.policy;

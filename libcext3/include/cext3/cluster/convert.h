@@ -19,6 +19,7 @@ struct ConvertOptions {
   GroupPolicy policy = GroupPolicy::kContiguous;
   bool mmp = true;
   bool dry_run = false;  // compute and report the plan, write nothing
+  Timing timing;         // written to the cluster header; every node uses it
 };
 
 struct ConvertReport {
