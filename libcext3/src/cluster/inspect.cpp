@@ -249,8 +249,10 @@ Status observe_liveness(BlockDevice& dev, ClusterInfo& ci, const std::function<v
       hbf->block_count > ci.blocks_count - hbf->first_block)
     return Status::Corruption(dev.name() + ": the cluster header has no usable heartbeat file; run clusterify verify");
   const uint64_t wait = std::min<uint64_t>(uint64_t{h.timing.dead_after_ms} + h.timing.fence_margin_ms, kMaxObserveMs);
+  // Only the records, never the whole range the header names.
+  const uint32_t ss = dev.sector_size();
   auto read_all = [&]() -> Result<std::vector<uint8_t>> {
-    std::vector<uint8_t> buf(hbf->block_count * bs);
+    std::vector<uint8_t> buf((bytes + ss - 1) / ss * ss);
     CEXT3_RETURN_IF_ERROR(dev.read(hbf->first_block * bs, buf.data(), buf.size()));
     return buf;
   };
