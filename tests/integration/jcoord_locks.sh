@@ -30,9 +30,9 @@ python3 "$CEXT3_SRC/tests/support/lock_stress.py" $(node_args n0 n1 n2 n3) --log
 "$CHECK" "$W"/run1/*.events || fail "cext3-lock-check found a violation in run 1"
 
 echo "== run 2: the coordinator is killed -9 mid-run"
-coord_slot=$(jc_json "$(jc_status n0)" "j['coordinator']['slot']")
+coord_slot=$(jc_get n0 "j['coordinator']['slot']")
 victim=""
-for i in 0 1 2 3; do [ "$(jc_json "$(jc_status n$i)" "j['slot']")" = "$coord_slot" ] && victim="n$i"; done
+for i in 0 1 2 3; do [ "$(jc_get n$i "j['slot']")" = "$coord_slot" ] && victim="n$i"; done
 [ -n "$victim" ] || fail "no node holds the coordinator slot $coord_slot"
 echo "coordinator: $victim (slot $coord_slot)"
 mkdir -p "$W/run2"
@@ -44,8 +44,8 @@ unset "JC_PID[$victim]"
 "$CHECK" "$W"/run2/*.events || fail "cext3-lock-check found a violation in run 2"
 survivor=""
 for n in "${!JC_PID[@]}"; do survivor=$n; done
-new_coord=$(jc_json "$(jc_status "$survivor")" "j['coordinator']['slot']")
-epoch=$(jc_json "$(jc_status "$survivor")" "j['coordinator']['epoch']")
+new_coord=$(jc_get "$survivor" "j['coordinator']['slot']")
+epoch=$(jc_get "$survivor" "j['coordinator']['epoch']")
 echo "new coordinator: slot $new_coord, epoch $epoch"
 [ "$new_coord" != "$coord_slot" ] || fail "the dead coordinator is still named coordinator"
 
