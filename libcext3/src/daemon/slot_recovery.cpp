@@ -1,5 +1,8 @@
 #include "cext3/daemon/slot_recovery.h"
 
+#include "cext3/node/fence.h"
+#include "cext3/node/heartbeat.h"
+
 namespace cext3::daemon {
 
 Result<SlotRecoveryResult> recover_slot(node::ClusterDisk& disk, uint32_t slot, bool keep_owner) {
@@ -13,6 +16,21 @@ Result<SlotRecoveryResult> recover_slot(node::ClusterDisk& disk, uint32_t slot, 
   auto rep = journal::recover_journal(disk.device(), *map);
   if (!rep.ok()) return rep.status().Annotate("replaying slot " + std::to_string(slot) + "'s journal");
   r.replay = *rep;
+  if (!keep_owner) {
+    // The dead node's last heartbeat gets the "stopped" flag, as its clean
+    // leave would have written (and as `clusterify verify -y` does): every
+    // reader then sees the slot free with nothing left to recover. Written
+    // before the lease is freed, so no new claimer's heartbeat can be
+    // overwritten: a claimer waits for a free lease.
+    auto hb = disk.read_heartbeat(slot);
+    cluster::HeartbeatRecord r = hb.ok() ? *hb : cluster::HeartbeatRecord{};
+    r.slot = slot;
+    r.flags |= node::kHeartbeatFlagUsed | node::kHeartbeatFlagStopped;
+    ++r.sequence;
+    r.time_ns = node::realtime_ns();
+    r.fence_deadline_ns = 0;
+    CEXT3_RETURN_IF_ERROR(disk.write_heartbeat(r));
+  }
   auto lease = disk.read_lease(slot);
   if (!lease.ok()) return lease.status().Annotate("reading slot " + std::to_string(slot) + "'s lease");
   cluster::SlotLeaseRecord l = *lease;

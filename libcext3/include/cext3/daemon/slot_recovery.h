@@ -24,7 +24,8 @@ struct SlotRecoveryResult {
 
 // Replays slot `slot`'s journal (a clean journal is left alone) and rewrites
 // its lease: journal_dirty = 0, recovery_generation + 1, and, unless
-// `keep_owner` (a node recovering the slot it has just claimed), owned = 0.
+// `keep_owner` (a node recovering the slot it has just claimed), owned = 0,
+// after marking the dead node's heartbeat record "stopped".
 Result<SlotRecoveryResult> recover_slot(node::ClusterDisk& disk, uint32_t slot, bool keep_owner);
 
 }  // namespace cext3::daemon
