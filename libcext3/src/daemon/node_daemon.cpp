@@ -171,14 +171,6 @@ Status Node::start() {
   log_info("claimed slot " + std::to_string(claim_.slot) + " of " + std::to_string(disk_->slot_count()) +
            " (lease generation " + std::to_string(claim_.generation) + ")" +
            (claim_.previous_owner_dead ? ", taken over from dead node '" + claim_.previous_owner + "'" : ""));
-  if (claim_.previous_owner_dead || claim_.journal_dirty) {
-    auto r = recover_slot(*disk_, claim_.slot, /*keep_owner=*/true);
-    if (!r.ok()) return r.status();
-    log_info("recovered own slot " + std::to_string(claim_.slot) + "'s journal: " +
-             std::to_string(r->replay.transactions) + " transactions, " + std::to_string(r->replay.blocks_replayed) +
-             " blocks replayed");
-  }
-
   locks::LockService::Options lo;
   lo.slot = claim_.slot;
   lo.node_name = cfg_.node_name;
@@ -217,6 +209,15 @@ Status Node::start() {
   hb_ = std::make_unique<node::HeartbeatLoop>(*disk_, gate_, ho);
   start_mono_ = node::monotonic_ns();
   CEXT3_RETURN_IF_ERROR(hb_->start());
+  // Only now, with the heartbeat renewing the gate, may slow work run: the
+  // claim opened the gate for one fence window only.
+  if (claim_.previous_owner_dead || claim_.journal_dirty) {
+    auto r = recover_slot(*disk_, claim_.slot, /*keep_owner=*/true);
+    if (!r.ok()) return r.status();
+    log_info("recovered own slot " + std::to_string(claim_.slot) + "'s journal: " +
+             std::to_string(r->replay.transactions) + " transactions, " + std::to_string(r->replay.blocks_replayed) +
+             " blocks replayed");
+  }
 
   CEXT3_RETURN_IF_ERROR(node::mark_mmp_in_use(*disk_, cfg_.node_name));
   recovery_thread_ = std::thread([this] { recovery_worker(); });
@@ -238,7 +239,9 @@ void Node::on_tick(const std::vector<node::PeerState>& peers, const LocksGlobalR
       if ((*leases)[i].ok()) lease_view[i] = *(*leases)[i];
 
   LocksGlobalRecord cur = g;
-  auto er = node::run_election(*disk_, claim_.slot, peers, g);
+  // With the gate: an election that cannot prove a single winner fences
+  // this node rather than let two coordinators grant.
+  auto er = node::run_election(*disk_, &gate_, claim_.slot, peers, g, node::ElectionOptions{});
   if (er.ok()) {
     cur = er->record;
     if (er->changed)

@@ -3,8 +3,11 @@
 // Start-up order and why (docs/DESIGN.md, "jcoord start-up and shutdown"):
 //  1. open the device; every write goes through a FencedDevice;
 //  2. claim a slot (delta lease) - nothing else is written before we own one;
-//  3. if the slot's previous owner died, replay its journal first;
-//  4. start the lock service, then the heartbeat loop publishing its address;
+//  3. start the lock service (it binds its address), then at once the
+//     heartbeat loop publishing that address: the claim opened the fence
+//     gate for one fence window only, and peers watch for our heartbeat;
+//  4. if the slot's previous owner died, replay its journal (slow work is
+//     safe now that the heartbeat renews the gate);
 //  5. mark MMP in use, so stock tools refuse the disk from now on;
 //  6. open the control socket: the node is ready.
 // Shutdown runs the other way; the last node out (no lease owned) writes the
