@@ -65,6 +65,9 @@ class FencedDevice : public BlockDevice {
   uint32_t sector_size() const override { return inner_.sector_size(); }
   bool read_only() const override { return inner_.read_only(); }
   std::string name() const override { return inner_.name(); }
+  // Durable writes pass the same gate check as any write, then go to the
+  // inner device, which may implement them natively (RWF_DSYNC, NBD FUA).
+  bool native_durable_writes() const override { return inner_.native_durable_writes(); }
   Status read(uint64_t offset, void* buf, size_t len) override;
   Status write(uint64_t offset, const void* buf, size_t len) override;
   Status submit(std::span<IoRequest> batch) override;
