@@ -260,14 +260,20 @@ void Node::on_tick(const std::vector<node::PeerState>& peers, const LocksGlobalR
       v.live.push_back({p.slot, p.record.node_name, p.record.address, p.record.generation});
       continue;
     }
-    if (p.self || p.slot >= lease_view.size() || !lease_view[p.slot]) continue;
-    const SlotLeaseRecord& l = *lease_view[p.slot];
+    if (p.self || p.liveness == node::PeerLiveness::kStopped) continue;
     // A slot whose lease is still owned (or whose journal is marked dirty)
     // and whose heartbeat has not changed for dead_after - counted from when
     // this node started watching - belongs to a dead node: it must be
-    // recovered before any lock it may have held is granted again.
+    // recovered before any lock it may have held is granted again. The lock
+    // service treats a member that leaves `live` without appearing here as a
+    // clean leave and frees its locks at once, so when the lease cannot be
+    // read, a used slot that is not live counts as unrecovered.
     const uint64_t since = std::max(p.last_change_mono_ns, start_mono_);
-    if ((l.owned || l.journal_dirty) && now > since + dead_ns) v.unrecovered.push_back(p.slot);
+    if (now < since + dead_ns) continue;
+    const bool lease_known = p.slot < lease_view.size() && lease_view[p.slot].has_value();
+    const bool holds = lease_known ? (lease_view[p.slot]->owned || lease_view[p.slot]->journal_dirty)
+                                   : (!p.record_ok || p.record.sequence != 0);
+    if (holds) v.unrecovered.push_back(p.slot);
   }
   if (v.live.empty() || std::none_of(v.live.begin(), v.live.end(), [&](const locks::Member& m) {
         return m.slot == claim_.slot;
