@@ -50,12 +50,6 @@ echo "new coordinator: slot $new_coord, epoch $epoch"
 [ "$new_coord" != "$coord_slot" ] || fail "the dead coordinator is still named coordinator"
 
 echo "== clean stop"
-for n in "${!JC_PID[@]}"; do "$J" stop --socket "$(jc_socket "$n")" || fail "jcoord stop $n"; done
-for n in "${!JC_PID[@]}"; do
-  rc=0
-  wait "${JC_PID[$n]}" || rc=$?
-  [ "$rc" -eq 0 ] || { tail -5 "$W/$n.log"; fail "node $n exited $rc on a clean stop"; }
-done
-JC_PID=()
+jc_stop_all
 e2fsck -fn "$JC_DISK" >"$W/e2fsck.log" 2>&1 || { cat "$W/e2fsck.log"; fail "e2fsck -fn after the lock runs"; }
 echo "PASS"

@@ -125,13 +125,7 @@ echo "MMP sequence while live: $seq_live"
 rc=0
 e2fsck -fn "$JC_DISK" >"$W/e2fsck-live.log" 2>&1 || rc=$?
 [ "$rc" -ne 0 ] || fail "e2fsck accepted the disk while the cluster is live"
-for n in "${!JC_PID[@]}"; do "$J" stop --socket "$(jc_socket "$n")" || fail "jcoord stop $n"; done
-for n in "${!JC_PID[@]}"; do
-  rc=0
-  wait "${JC_PID[$n]}" || rc=$?
-  [ "$rc" -eq 0 ] || { tail -5 "$W/$n.log"; fail "node $n exited $rc on a clean stop"; }
-done
-JC_PID=()
+jc_stop_all
 [ -z "$seq_live" ] || [ "$(mmp_seq)" = "ff4d4d50" ] || fail "MMP not clean after the last node left ($(mmp_seq))"
 e2fsck -fn "$JC_DISK" >"$W/e2fsck.log" 2>&1 || { cat "$W/e2fsck.log"; fail "e2fsck -fn after a clean stop"; }
 "$C" verify -n "$JC_DISK" >"$W/verify.log" 2>&1 || { cat "$W/verify.log"; fail "clusterify verify -n after a clean stop"; }

@@ -91,6 +91,18 @@ jc_wait() {  # NAME PYEXPR [SECONDS]
   $JCPY wait "$2" "${3:-20}" "$(jc_socket "$1")" || fail "node $1: '$2' not true after ${3:-20} s"
 }
 
+# jc_stop_all: `jcoord stop` every running node; each must exit 0.
+jc_stop_all() {
+  local n rc
+  for n in "${!JC_PID[@]}"; do "$J" stop --socket "$(jc_socket "$n")" || fail "jcoord stop $n"; done
+  for n in "${!JC_PID[@]}"; do
+    rc=0
+    wait "${JC_PID[$n]}" || rc=$?
+    [ "$rc" -eq 0 ] || { tail -5 "$W/$n.log"; fail "node $n exited $rc on a clean stop"; }
+  done
+  JC_PID=()
+}
+
 # jc_wait_all PYEXPR SECONDS NAME...: one poller for many nodes.
 jc_wait_all() {
   local expr=$1 secs=$2 socks=() n

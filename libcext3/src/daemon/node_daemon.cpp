@@ -94,6 +94,8 @@ class Node : public ControlHandler {
   std::string do_lock(uint64_t session, const std::vector<std::string>& w);
   std::string do_convert(uint64_t session, const std::vector<std::string>& w);
   std::string do_unlock(uint64_t session, const std::vector<std::string>& w);
+  // A lock held by `session`, copied to *out (and forgotten with `remove`).
+  bool take_handle(uint64_t session, uint64_t id, bool remove, locks::LockHandle* out);
   uint32_t dead_after_ms() const { return disk_->header().timing.dead_after_ms; }
 
   const NodeConfig& cfg_;
@@ -556,13 +558,8 @@ std::string Node::do_convert(uint64_t session, const std::vector<std::string>& w
       (w.size() == 4 && !parse_u64(w[3], &timeout_ms)))
     return error_reply("usage: convert ID NL|PR|EX [TIMEOUT_MS]");
   locks::LockHandle h;
-  {
-    std::lock_guard<std::mutex> g(sess_mu_);
-    auto& s = sessions_[session];
-    auto it = s.find(id);
-    if (it == s.end()) return error_reply("convert: this session holds no lock with id " + w[1]);
-    h = it->second;
-  }
+  if (!take_handle(session, id, /*remove=*/false, &h))
+    return error_reply("convert: this session holds no lock with id " + w[1]);
   const uint64_t t0 = node::monotonic_ns();
   Status st = locks_->convert(h, mode, std::chrono::milliseconds(timeout_ms));
   const uint64_t wait_us = (node::monotonic_ns() - t0) / 1000;
@@ -579,14 +576,8 @@ std::string Node::do_unlock(uint64_t session, const std::vector<std::string>& w)
   uint64_t id = 0;
   if (w.size() < 2 || w.size() > 3 || !parse_u64(w[1], &id)) return error_reply("usage: unlock ID [LVB_HEX]");
   locks::LockHandle h;
-  {
-    std::lock_guard<std::mutex> g(sess_mu_);
-    auto& s = sessions_[session];
-    auto it = s.find(id);
-    if (it == s.end()) return error_reply("unlock: this session holds no lock with id " + w[1]);
-    h = it->second;
-    s.erase(it);
-  }
+  if (!take_handle(session, id, /*remove=*/true, &h))
+    return error_reply("unlock: this session holds no lock with id " + w[1]);
   if (w.size() == 3) {
     if (h.mode != LockMode::kEX) return error_reply("unlock: only an EX holder may set the value block");
     if (!unhex(w[2], &h.lvb))
@@ -596,6 +587,16 @@ std::string Node::do_unlock(uint64_t session, const std::vector<std::string>& w)
   Status st = locks_->unlock(h);
   if (!st.ok()) return error_reply(st.message());
   return "{\"ok\":true,\"id\":" + std::to_string(id) + "}";
+}
+
+bool Node::take_handle(uint64_t session, uint64_t id, bool remove, locks::LockHandle* out) {
+  std::lock_guard<std::mutex> g(sess_mu_);
+  auto& held = sessions_[session];
+  auto it = held.find(id);
+  if (it == held.end()) return false;
+  *out = it->second;
+  if (remove) held.erase(it);
+  return true;
 }
 
 std::string Node::handle(uint64_t session, const std::vector<std::string>& w) {
