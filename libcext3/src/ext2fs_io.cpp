@@ -75,58 +75,52 @@ errcode_t with_device(ChannelState* st, Fn fn) {
   return fn(*st->slot->device);
 }
 
+// Splits [off, off+len) into runs of whole sectors, handed to whole(off,
+// pos, n), and partial sectors at the ends, handed to partial(sector_off,
+// in_sector, pos, n); pos is the offset into the caller's buffer.
+template <class Whole, class Partial>
+Status for_each_sector_run(uint32_t ss, uint64_t off, size_t len, Whole whole, Partial partial) {
+  size_t pos = 0;
+  while (pos < len) {
+    const uint64_t in_sector = off % ss;
+    const size_t left = len - pos;
+    const size_t n = in_sector == 0 && left >= ss ? left / ss * ss : std::min<size_t>(left, ss - in_sector);
+    if (in_sector == 0 && n % ss == 0) {
+      CEXT3_RETURN_IF_ERROR(whole(off, pos, n));
+    } else {
+      CEXT3_RETURN_IF_ERROR(partial(off - in_sector, static_cast<size_t>(in_sector), pos, n));
+    }
+    off += n;
+    pos += n;
+  }
+  return Status::OK();
+}
+
 // Reads [off, off+len) of the device into buf; both may be unaligned. Whole
 // sectors in the middle go straight into buf, partial sectors at the ends
 // through a one-sector bounce buffer.
 Status read_unaligned(BlockDevice& dev, uint64_t off, uint8_t* buf, size_t len) {
-  const uint32_t ss = dev.sector_size();
-  std::vector<uint8_t> sector;
-  while (len > 0) {
-    const uint64_t in_sector = off % ss;
-    if (in_sector == 0 && len >= ss) {
-      const size_t whole = len / ss * ss;
-      CEXT3_RETURN_IF_ERROR(dev.read(off, buf, whole));
-      off += whole;
-      buf += whole;
-      len -= whole;
-      continue;
-    }
-    sector.resize(ss);
-    CEXT3_RETURN_IF_ERROR(dev.read(off - in_sector, sector.data(), ss));
-    const size_t n = std::min<size_t>(len, ss - in_sector);
-    std::memcpy(buf, sector.data() + in_sector, n);
-    off += n;
-    buf += n;
-    len -= n;
-  }
-  return Status::OK();
+  std::vector<uint8_t> sector(dev.sector_size());
+  return for_each_sector_run(
+      dev.sector_size(), off, len, [&](uint64_t o, size_t pos, size_t n) { return dev.read(o, buf + pos, n); },
+      [&](uint64_t so, size_t in, size_t pos, size_t n) {
+        CEXT3_RETURN_IF_ERROR(dev.read(so, sector.data(), sector.size()));
+        std::memcpy(buf + pos, sector.data() + in, n);
+        return Status::OK();
+      });
 }
 
 // Writes buf to [off, off+len) of the device. Partial sectors are read,
 // patched and written back. The caller holds the slot's write_mu.
 Status write_unaligned(BlockDevice& dev, uint64_t off, const uint8_t* buf, size_t len) {
-  const uint32_t ss = dev.sector_size();
-  std::vector<uint8_t> sector;
-  while (len > 0) {
-    const uint64_t in_sector = off % ss;
-    if (in_sector == 0 && len >= ss) {
-      const size_t whole = len / ss * ss;
-      CEXT3_RETURN_IF_ERROR(dev.write(off, buf, whole));
-      off += whole;
-      buf += whole;
-      len -= whole;
-      continue;
-    }
-    sector.resize(ss);
-    CEXT3_RETURN_IF_ERROR(dev.read(off - in_sector, sector.data(), ss));
-    const size_t n = std::min<size_t>(len, ss - in_sector);
-    std::memcpy(sector.data() + in_sector, buf, n);
-    CEXT3_RETURN_IF_ERROR(dev.write(off - in_sector, sector.data(), ss));
-    off += n;
-    buf += n;
-    len -= n;
-  }
-  return Status::OK();
+  std::vector<uint8_t> sector(dev.sector_size());
+  return for_each_sector_run(
+      dev.sector_size(), off, len, [&](uint64_t o, size_t pos, size_t n) { return dev.write(o, buf + pos, n); },
+      [&](uint64_t so, size_t in, size_t pos, size_t n) {
+        CEXT3_RETURN_IF_ERROR(dev.read(so, sector.data(), sector.size()));
+        std::memcpy(sector.data() + in, buf + pos, n);
+        return dev.write(so, sector.data(), sector.size());
+      });
 }
 
 // libext2fs's (block, count) convention: count < 0 means -count bytes.
