@@ -113,6 +113,9 @@ struct MountOptions {
   std::chrono::microseconds commit_delay{0};
   LockProvider* locks = nullptr;     // required; must outlive the Filesystem
   bool read_only = false;
+  // Every operation is durable when it returns (as if followed by fsync):
+  // what jcoord's `exec` needs, since it acknowledges an op only once durable.
+  bool sync_ops = false;
 };
 
 class Filesystem {
