@@ -1,11 +1,41 @@
 #include "cext3/daemon/slot_recovery.h"
 
+#include "cext3/cluster/group_counts.h"
 #include "cext3/node/fence.h"
 #include "cext3/node/heartbeat.h"
 
 namespace cext3::daemon {
+namespace {
 
-Result<SlotRecoveryResult> recover_slot(node::ClusterDisk& disk, uint32_t slot, bool keep_owner) {
+// Recount the groups `want(g)` selects and rewrite what differs, then the
+// superblock totals.
+template <typename Pred>
+Result<uint32_t> recount_groups(BlockDevice& dev, Pred want) {
+  auto geo = cluster::read_ext3_geometry(dev);
+  if (!geo.ok()) return geo.status();
+  std::vector<std::pair<uint32_t, cluster::GroupCounts>> counts;
+  for (uint32_t g = 0; g < geo->group_count; ++g) {
+    if (!want(g)) continue;
+    auto c = cluster::count_group(dev, *geo, g);
+    if (!c.ok()) return c.status();
+    counts.push_back({g, *c});
+  }
+  auto n = cluster::write_group_counts(dev, *geo, counts);
+  if (!n.ok()) return n.status();
+  CEXT3_RETURN_IF_ERROR(cluster::write_superblock_totals(dev, *geo));
+  return *n;
+}
+
+}  // namespace
+
+Result<uint32_t> recount_all_groups(node::ClusterDisk& disk) {
+  auto n = recount_groups(disk.device(), [](uint32_t) { return true; });
+  if (!n.ok()) return n.status().Annotate("recounting group descriptors");
+  return n;
+}
+
+Result<SlotRecoveryResult> recover_slot(node::ClusterDisk& disk, uint32_t slot, bool keep_owner,
+                                        CountRepair counts) {
   if (slot >= disk.slot_count())
     return Status::InvalidArgument("slot " + std::to_string(slot) + " does not exist (the disk has " +
                                    std::to_string(disk.slot_count()) + " slots)");
@@ -16,6 +46,12 @@ Result<SlotRecoveryResult> recover_slot(node::ClusterDisk& disk, uint32_t slot, 
   auto rep = journal::recover_journal(disk.device(), *map);
   if (!rep.ok()) return rep.status().Annotate("replaying slot " + std::to_string(slot) + "'s journal");
   r.replay = *rep;
+  if (counts == CountRepair::kRecount) {
+    const auto& owner = disk.header().group_slot;
+    auto n = recount_groups(disk.device(), [&](uint32_t g) { return g < owner.size() && owner[g] == slot; });
+    if (!n.ok()) return n.status().Annotate("recounting slot " + std::to_string(slot) + "'s groups");
+    r.descriptors_fixed = *n;
+  }
   if (!keep_owner) {
     // The dead node's last heartbeat gets the "stopped" flag, as its clean
     // leave would have written (and as `clusterify verify -y` does): every
