@@ -12,6 +12,11 @@ uint64_t lvb_version(const Lvb& l) {
   return v;
 }
 
+void bump_lvb_version(Lvb* l) {
+  uint64_t v = lvb_version(*l) + 1;
+  for (int i = 0; i < 8; ++i) (*l)[i] = static_cast<uint8_t>(v >> (8 * i));
+}
+
 bool lvb_zero(const Lvb& l) {
   return std::all_of(l.begin(), l.end(), [](uint8_t b) { return b == 0; });
 }
@@ -186,7 +191,12 @@ void Master::slot_recovered(uint32_t slot) {
   unknown_.erase(slot);
   for (auto& [name, r] : resources_) {
     auto g = r.granted.find(slot);
-    if (g != r.granted.end() && g->second.dead) r.granted.erase(g);
+    if (g == r.granted.end() || !g->second.dead) continue;
+    // A dead EX holder never returned its value block, but its journal
+    // (now replayed) may have changed what the lock covers: bump the
+    // version so no node trusts a copy cached under the old one.
+    if (g->second.mode == LockMode::kEX) bump_lvb_version(&r.lvb);
+    r.granted.erase(g);
   }
 }
 

@@ -180,6 +180,9 @@ TEST_CASE("master: a dead member's EX is held until recovery_done; a clean leave
   g = take(out, 0, MsgType::kGrant);
   REQUIRE(g.size() == 1);
   CHECK(g[0].resource == "crashed");
+  // The dead EX holder never returned its value block: its version is
+  // bumped so a copy cached under the old one is not trusted.
+  CHECK(g[0].lvb[0] == 1);
 }
 
 TEST_CASE("master: the view dropping a slot from unrecovered also releases it", "[locks]") {
