@@ -56,8 +56,9 @@ bool write_all(int fd, const std::string& s) {
   return true;
 }
 
-// A request line longer than this is refused: nothing legitimate is close.
-constexpr size_t kMaxLine = 64 * 1024;
+// A request line longer than this is refused. The largest legitimate one
+// is `exec write` with 1 MiB of data in hex (docs/jcoord.8).
+constexpr size_t kMaxLine = 4 * 1024 * 1024;
 
 }  // namespace
 
@@ -78,23 +79,26 @@ struct ControlServer::Impl {
 
   void serve(uint64_t id, int fd) {
     std::string buf;
-    char chunk[4096];
+    std::vector<char> chunk(64 * 1024);
+    size_t scanned = 0;  // bytes of buf already known to hold no newline
     bool open = true;
     while (open) {
-      ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+      ssize_t n = ::recv(fd, chunk.data(), chunk.size(), 0);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
-      buf.append(chunk, static_cast<size_t>(n));
+      buf.append(chunk.data(), static_cast<size_t>(n));
       size_t nl;
-      while ((nl = buf.find('\n')) != std::string::npos) {
+      while ((nl = buf.find('\n', scanned)) != std::string::npos) {
         std::string line = buf.substr(0, nl);
         buf.erase(0, nl + 1);
+        scanned = 0;
         std::string reply = handler->handle(id, split_words(line));
         if (!write_all(fd, reply + "\n")) {
           open = false;
           break;
         }
       }
+      scanned = buf.size();
       if (buf.size() > kMaxLine) {
         write_all(fd, "{\"ok\":false,\"error\":\"request line too long\"}\n");
         break;
@@ -224,18 +228,20 @@ ControlClient::~ControlClient() {
 
 Result<std::string> ControlClient::request(const std::string& line) {
   if (!write_all(fd_, line + "\n")) return Status::IoError("control socket closed by jcoord while sending");
-  char chunk[4096];
+  std::vector<char> chunk(64 * 1024);
+  size_t scanned = 0;  // bytes of buffered_ known to hold no newline
   for (;;) {
-    size_t nl = buffered_.find('\n');
+    size_t nl = buffered_.find('\n', scanned);
     if (nl != std::string::npos) {
       std::string reply = buffered_.substr(0, nl);
       buffered_.erase(0, nl + 1);
       return reply;
     }
-    ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
+    scanned = buffered_.size();
+    ssize_t n = ::recv(fd_, chunk.data(), chunk.size(), 0);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return Status::IoError("control socket closed by jcoord before it replied");
-    buffered_.append(chunk, static_cast<size_t>(n));
+    buffered_.append(chunk.data(), static_cast<size_t>(n));
   }
 }
 
