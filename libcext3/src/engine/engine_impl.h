@@ -80,7 +80,9 @@ namespace cext3::engine {
 // A lock resource as a number, sortable: kind in the top 8 bits, id below.
 // Sorted ResKey order is the global lock order.
 using ResKey = uint64_t;
-enum class ResKind : uint8_t { kSb = 1, kGdt = 2, kGrp = 3, kItb = 4, kOrph = 5 };
+// kXab: a shared xattr block ("xab:<block>"): it may be referenced by
+// inodes of many inode-table blocks, so it has its own lock.
+enum class ResKind : uint8_t { kSb = 1, kGdt = 2, kGrp = 3, kItb = 4, kOrph = 5, kXab = 6 };
 inline ResKey res_key(ResKind k, uint64_t id) { return (uint64_t(k) << 56) | (id & ((1ull << 56) - 1)); }
 inline ResKind res_kind(ResKey r) { return ResKind(r >> 56); }
 inline uint64_t res_id(ResKey r) { return r & ((1ull << 56) - 1); }
@@ -88,6 +90,7 @@ inline ResKey itb_key(uint64_t inode_table_block) { return res_key(ResKind::kItb
 inline ResKey grp_key(uint32_t group) { return res_key(ResKind::kGrp, group); }
 inline ResKey gdt_key(uint64_t gdt_block) { return res_key(ResKind::kGdt, gdt_block); }
 inline ResKey sb_key() { return res_key(ResKind::kSb, 0); }
+inline ResKey xab_key(uint64_t xattr_block) { return res_key(ResKind::kXab, xattr_block); }
 // "itb:1234", "grp:3", "gdt:2", "sb", "orph:1" (docs/ENGINE.md).
 std::string resource_name(ResKey r);
 // Inverse of resource_name; false for a name the engine does not use.
@@ -169,7 +172,7 @@ class Op {
   bool has_mu_ = false;
   bool retry_ = false;
   uint64_t alloc_blocks_ = 0;
-  bool new_inode_ = false, new_inode_dir_ = false;
+  bool new_inode_ = false, new_inode_dir_ = false, borrowed_for_inode_ = false;
   uint64_t new_inode_parent_ = 0;
   uint32_t reserved_ino_ = 0;
   uint64_t op_seq_ = 0;  // running-transaction sequence the op joined
@@ -204,8 +207,9 @@ class EngineFs final : public Filesystem {
     uint32_t desc_per_block = 0;
     uint64_t gdt_first_block = 0;    // first group-descriptor block
     uint64_t sb_block = 0;           // fs block holding the primary superblock
-    uint32_t sb_offset_in_block = 0; // 1024 for 1K blocks (block 1 at 0), else 1024
+    uint32_t sb_offset_in_block = 0; // 0 with 1 KiB blocks (block 1), else 1024 (in block 0)
     uint64_t max_file_size = 0;      // ext3's limit for this block size (EFBIG past it)
+    uint64_t reserved_blocks = 0;    // s_r_blocks_count (root's reserve, for statfs avail)
     bool large_file = false;
     uint32_t hash_seed[4] = {0, 0, 0, 0};  // s_hash_seed (for dir_index)
     uint8_t def_hash_version = 0;           // s_def_hash_version
@@ -376,32 +380,54 @@ class EngineFs final : public Filesystem {
   friend Result<std::unique_ptr<Filesystem>> Filesystem::mount(BlockDevice&, const MountOptions&);
 
   // fs_mount.cpp
-  Status load(bool* refused_dirty);
+  Status load();
   Status fold_counters();
 
   // block_cache.cpp
   CachedBlock* cached(uint64_t blk);
   Result<CachedBlock*> load_block(uint64_t blk, ResKey res);
-  void mark_dirty(Op& op, CachedBlock& cb);
+  void dirty_block(Op& op, uint64_t blk, CachedBlock& cb);
+  // A freed metadata block: forget the cached image and its running-txn entry.
+  void forget_block(uint64_t blk);
+  void maybe_evict();
+  static constexpr size_t kCacheSoftLimit = 65536;
   void drop_resource_cache(ResKey res);
   // Acquired `res` with LVB version `v`: drop stale copies.
   void observe_version(ResKey res, uint64_t v);
   uint64_t known_version(ResKey res) const;
 
   // running_txn.cpp
-  Status commit_running_locked_out();  // commit_mu_ held by caller
+  Status commit_locked();  // commit_mu_ held by the caller
+  bool running_too_big() const;  // mu_ held
   void commit_thread_main();
-  void maybe_kick_commit();
+  void stop_commit_thread();
 
   // allocator.cpp
   Result<uint64_t> alloc_in_group(Op& op, uint32_t g, uint64_t goal_in_group);
-  Result<uint32_t> pick_inode(uint64_t parent, bool is_dir);
-  std::vector<uint32_t> own_groups() const;
+  // A free, unreserved inode in a group the op holds (0: the op now wants
+  // another slot's group; begin() relocks and asks again).
+  Result<uint32_t> pick_inode(Op& op, uint64_t parent, bool is_dir);
   bool block_reusable(uint64_t blk) const;
 
+ public:
+  std::vector<uint32_t> own_groups() const;
+  uint32_t group_of_block(uint64_t blk) const;
+  uint64_t group_first_block(uint32_t g) const;
+  uint64_t group_block_count(uint32_t g) const;
+  // Logical blocks one tree node of `depth` levels below it addresses
+  // (addr_per_block ^ depth).
+  uint64_t level_span(int depth) const;
+  // Largest file-data chunk one op of write() handles.
+  static constexpr uint64_t kWriteChunkBlocks = 256;
+
+ private:
+
   // block_map.cpp helpers
-  Status free_tree(Op& op, uint64_t blk, int depth, uint64_t first_lblk, uint64_t from_lblk, bool* now_empty,
-                   uint64_t* freed);
+  Status free_tree(Op& op, uint64_t ino, uint64_t blk, int depth, uint64_t first_lblk, uint64_t from_lblk,
+                   bool leaf_meta, bool* now_empty, uint64_t* freed);
+  Status free_map_from(Op& op, uint64_t ino, ext2_inode& in, uint64_t from_lblk);
+  // Zero bytes [size, end of its block) of a regular file's block on disk.
+  Status zero_block_tail(Op& op, uint64_t ino, ext2_inode& in, uint64_t size);
   Status collect_groups(Op& op, uint64_t ino, uint64_t blk, int depth, uint64_t first_lblk, uint64_t from_lblk,
                         std::set<uint32_t>* groups);
 
@@ -431,6 +457,10 @@ class EngineFs final : public Filesystem {
   // Blocks freed by a transaction not yet durable -> its sequence.
   std::unordered_map<uint64_t, uint64_t> freed_pending_;
   std::set<uint32_t> reserved_inodes_;   // picked by an op, not yet taken
+  // Every block with an image in the journal not known to be in place
+  // (never evicted from the cache).
+  std::unordered_set<uint64_t> journaled_blocks_;
+  uint64_t commit_threshold_ = 64;       // commit when the running txn has this many blocks
 
   // --- durability (under dur_mu_)
   std::mutex dur_mu_;
