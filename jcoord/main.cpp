@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "cext3/block_device.h"
 #include "cext3/daemon/config.h"
@@ -19,6 +20,7 @@
 #include "cext3/node/cluster_disk.h"
 #include "cext3/node/fence.h"
 #include "cext3/node/mmp.h"
+#include "exec_cmd.h"
 
 using namespace cext3;
 
@@ -140,10 +142,17 @@ int cmd_recover(const std::string& device, uint32_t slot, bool yes) {
   if (leases.ok())
     for (const auto& l : *leases)
       if (!l.ok() || l->owned || l->journal_dirty) busy = true;
-  if (!busy && d.has_mmp()) {
-    Status s = node::mark_mmp_clean(d);
-    if (!s.ok()) return fail(s.message());
-    std::printf("no slot is owned or dirty: MMP marked clean\n");
+  if (!busy) {
+    // Nobody else can be writing: the derived counts of every group can be
+    // made exact again (a dead node takes its unfolded deltas with it).
+    auto n = daemon::recount_all_groups(d);
+    if (!n.ok()) return fail(n.status().message());
+    std::printf("no slot is owned or dirty: group counts recomputed (%u descriptors corrected)\n", *n);
+    if (d.has_mmp()) {
+      Status s = node::mark_mmp_clean(d);
+      if (!s.ok()) return fail(s.message());
+      std::printf("MMP marked clean\n");
+    }
   }
   return 0;
 }
@@ -159,7 +168,7 @@ int main(int argc, char** argv) {
   std::string config, socket, mount_dir;
   auto* start = app.add_subcommand("start", "run this node in the foreground until SIGTERM or `jcoord stop`");
   start->add_option("--config", config, "YAML configuration file (see docs/jcoord.yaml.example)")->required();
-  start->add_option("--mount", mount_dir, "serve the filesystem at DIR (not implemented in this build)");
+  start->add_option("--mount", mount_dir, "serve the filesystem at DIR (not implemented in this build; use `jcoord exec`)");
 
   bool json = false;
   auto* status = app.add_subcommand("status", "show slots, liveness, heartbeat ages, coordinator, locks, journals");
@@ -193,26 +202,29 @@ int main(int argc, char** argv) {
   recover->add_option("--slot", slot, "slot number")->required();
   recover->add_flag("--yes", yes, "skip watching the heartbeat (you know the node is down)");
 
-  auto* exec = app.add_subcommand("exec", "run a filesystem operation on a node (not implemented in this build)");
-  exec->allow_extras();
+  auto* exec = app.add_subcommand("exec", "run a filesystem operation on a running node, by path "
+                                          "(`jcoord exec help` lists them)");
+  std::vector<std::string> exec_args;
+  exec->add_option("--config", config, "the node's configuration file");
+  exec->add_option("--socket", socket, "the node's control socket");
+  exec->add_option("OP", exec_args, "operation and its arguments");
+  exec->positionals_at_end();
 
   CLI11_PARSE(app, argc, argv);
 
   if (start->parsed()) {
     if (!mount_dir.empty())
-      return fail("--mount is not implemented in this build (the FUSE mount needs the filesystem engine)", kExitUsage);
+      return fail("--mount is not implemented in this build (the FUSE mount is not built yet; use `jcoord exec`)", kExitUsage);
     auto c = daemon::load_node_config(config);
     if (!c.ok()) return fail(c.status().message());
     return daemon::run_node(*c);
   }
-  if (exec->parsed())
-    return fail("exec: filesystem operations are not implemented in this build (they need the node's "
-                "filesystem engine)",
-                kExitUsage);
   if (recover->parsed()) return cmd_recover(device, slot, yes);
+  if (exec->parsed() && (exec_args.empty() || exec_args[0] == "help")) return run_exec("", exec_args);
 
   auto path = socket_path(socket, config);
   if (!path.ok()) return fail(path.status().message(), kExitUsage);
+  if (exec->parsed()) return run_exec(*path, exec_args);
   if (status->parsed()) {
     if (json) {
       auto cl = daemon::ControlClient::connect(*path);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <optional>
 #include <condition_variable>
@@ -20,8 +21,10 @@
 
 #include "cext3/block_device.h"
 #include "cext3/daemon/control.h"
+#include "cext3/daemon/fs_requests.h"
 #include "cext3/daemon/log.h"
 #include "cext3/daemon/slot_recovery.h"
+#include "cext3/engine/filesystem.h"
 #include "cext3/json.h"
 #include "cext3/locks/lock_service.h"
 #include "cext3/node/cluster_disk.h"
@@ -30,6 +33,7 @@
 #include "cext3/node/heartbeat.h"
 #include "cext3/node/mmp.h"
 #include "cext3/node/slot_claim.h"
+#include "daemon/engine_locks.h"
 
 namespace cext3::daemon {
 namespace {
@@ -107,6 +111,12 @@ class Node : public ControlHandler {
   std::unique_ptr<locks::LockService> locks_;
   std::unique_ptr<node::HeartbeatLoop> hb_;
   std::unique_ptr<ControlServer> control_;
+  // The filesystem engine and the locks it takes through our lock service.
+  // fs_hook_ is what the lock service's downgrade hook sees: set once the
+  // engine is mounted, cleared before it is unmounted.
+  std::unique_ptr<engine::LockProvider> engine_locks_;
+  std::unique_ptr<engine::Filesystem> fs_;
+  std::atomic<engine::Filesystem*> fs_hook_{nullptr};
   uint64_t start_mono_ = 0;
   std::string address_;
 
@@ -133,6 +143,7 @@ class Node : public ControlHandler {
 
   std::mutex sess_mu_;
   std::map<uint64_t, std::map<uint64_t, locks::LockHandle>> sessions_;
+  std::set<uint64_t> fast_sessions_;  // `set durable off`: replies before commit
 };
 
 Status Node::start() {
@@ -141,8 +152,8 @@ Status Node::start() {
                                 ": coordination.backend etcd is not implemented in this build; use 'disk'");
   if (!cfg_.mount.empty())
     return Status::NotSupported(cfg_.source +
-                                ": mount is not implemented in this build (the FUSE mount needs the "
-                                "filesystem engine); remove the key");
+                                ": mount is not implemented in this build (the FUSE mount is not built yet; "
+                                "use `jcoord exec`); remove the key");
   OpenOptions oo;
   oo.direct = true;
   auto dev = open_block_device(cfg_.device, oo);
@@ -179,6 +190,11 @@ Status Node::start() {
   lo.generation = claim_.generation;
   lo.listen_address = cfg_.listen;
   lo.gate = &gate_;
+  // Before a lock leaves this node, the engine commits, writes in place and
+  // revokes what it covers (docs/ENGINE.md, "Coherence").
+  lo.before_downgrade = [this](const std::string& resource, LockMode from, LockMode to) {
+    if (engine::Filesystem* fs = fs_hook_.load()) fs->on_lock_leaving(resource, from, to);
+  };
   auto ls = locks::LockService::start(lo);
   if (!ls.ok()) {
     (void)node::release_slot(*disk_, claim_, false);
@@ -223,6 +239,17 @@ Status Node::start() {
 
   CEXT3_RETURN_IF_ERROR(node::mark_mmp_in_use(*disk_, cfg_.node_name));
   recovery_thread_ = std::thread([this] { recovery_worker(); });
+
+  // The engine: this slot's journal is clean now (recovered above).
+  engine_locks_ = make_service_lock_provider(*locks_, std::chrono::milliseconds(
+      uint64_t{disk_->header().timing.dead_after_ms} * 4 + 10000));
+  engine::MountOptions mo;
+  mo.slot = claim_.slot;
+  mo.locks = engine_locks_.get();
+  auto fs = engine::Filesystem::mount(*dev_, mo);
+  if (!fs.ok()) return fs.status().Annotate("mounting the filesystem engine");
+  fs_ = std::move(*fs);
+  fs_hook_.store(fs_.get());
 
   auto cs = ControlServer::start(cfg_.control_socket, *this);
   if (!cs.ok()) return cs.status();
@@ -354,6 +381,19 @@ void Node::request_stop(const std::string& why) {
 int Node::shut_down() {
   log_info("leaving the cluster (" + stop_reason_ + ")");
   if (control_) control_->stop();
+  bool engine_clean = true;
+  if (fs_) {
+    // Commit, checkpoint (journal clean), fold counters - while the lock
+    // service still runs, since folding takes cluster locks.
+    Status us = fs_->unmount();
+    if (!us.ok()) {
+      engine_clean = false;
+      log_error("unmounting the filesystem engine: " + us.message() +
+                " (the slot's journal stays dirty; the next node to claim the slot or a peer recovers it)");
+    }
+    fs_hook_.store(nullptr);
+    fs_.reset();
+  }
   if (locks_) locks_->shutdown();
   {
     std::lock_guard<std::mutex> g(mu_);
@@ -366,7 +406,7 @@ int Node::shut_down() {
     Status s = hb_->stop(/*stopped_record=*/false);
     if (!s.ok()) log_warn("stopping heartbeat: " + s.message());
   }
-  Status rs = node::release_slot(*disk_, claim_, /*journal_dirty=*/false);
+  Status rs = node::release_slot(*disk_, claim_, /*journal_dirty=*/!engine_clean);
   if (!rs.ok()) {
     log_error("releasing slot " + std::to_string(claim_.slot) + ": " + rs.message() +
               " (peers will treat this node as dead and recover its slot)");
@@ -379,6 +419,11 @@ int Node::shut_down() {
     for (const auto& l : *leases)
       if (!l.ok() || l->owned || l->journal_dirty) any_owned = true;
   if (!any_owned) {
+    // Nobody else can be writing: make every group's derived counts exact
+    // (a node that died took its unfolded deltas with it).
+    auto n = recount_all_groups(*disk_);
+    if (!n.ok()) log_warn(n.status().message() + " (run `clusterify verify -y`)");
+    else if (*n) log_info("last node out: " + std::to_string(*n) + " group descriptor counts corrected");
     Status ms = node::mark_mmp_clean(*disk_);
     if (!ms.ok()) log_warn("marking MMP clean: " + ms.message());
     else if (disk_->has_mmp()) log_info("last node out: MMP marked clean");
@@ -403,6 +448,11 @@ int Node::run() {
   Status s = start();
   if (!s.ok()) {
     log_error(s.message());
+    if (fs_) {
+      (void)fs_->unmount();
+      fs_hook_.store(nullptr);
+      fs_.reset();
+    }
     if (hb_) (void)hb_->stop(false);
     if (locks_) locks_->shutdown();
     if (disk_ && claim_.generation != 0 && !gate_.fenced()) (void)node::release_slot(*disk_, claim_, false);
@@ -600,7 +650,7 @@ bool Node::take_handle(uint64_t session, uint64_t id, bool remove, locks::LockHa
 }
 
 std::string Node::handle(uint64_t session, const std::vector<std::string>& w) {
-  if (w.empty()) return error_reply("empty request (try: status, lock, unlock, convert, stop, ping)");
+  if (w.empty()) return error_reply("empty request (try: status, exec, set, lock, unlock, convert, stop, ping)");
   const std::string& cmd = w[0];
   if (cmd == "ping") return "{\"ok\":true}";
   if (cmd == "status") return status_json();
@@ -611,16 +661,31 @@ std::string Node::handle(uint64_t session, const std::vector<std::string>& w) {
   if (cmd == "lock") return do_lock(session, w);
   if (cmd == "convert") return do_convert(session, w);
   if (cmd == "unlock") return do_unlock(session, w);
-  if (cmd == "exec")
-    return error_reply("exec: filesystem operations are not implemented in this build (they come with the "
-                       "node's filesystem engine)");
-  return error_reply("unknown request '" + cmd + "' (try: status, lock, unlock, convert, stop, ping)");
+  if (cmd == "exec") {
+    if (!fs_) return error_reply("exec: the filesystem engine is not mounted");
+    bool durable;
+    {
+      std::lock_guard<std::mutex> g(sess_mu_);
+      durable = !fast_sessions_.count(session);
+    }
+    return handle_fs_request(*fs_, w, durable);
+  }
+  if (cmd == "set") {
+    if (w.size() != 3 || w[1] != "durable" || (w[2] != "on" && w[2] != "off"))
+      return error_reply("usage: set durable on|off");
+    std::lock_guard<std::mutex> g(sess_mu_);
+    if (w[2] == "off") fast_sessions_.insert(session);
+    else fast_sessions_.erase(session);
+    return "{\"ok\":true}";
+  }
+  return error_reply("unknown request '" + cmd + "' (try: status, exec, set, lock, unlock, convert, stop, ping)");
 }
 
 void Node::session_closed(uint64_t session) {
   std::map<uint64_t, locks::LockHandle> held;
   {
     std::lock_guard<std::mutex> g(sess_mu_);
+    fast_sessions_.erase(session);
     auto it = sessions_.find(session);
     if (it == sessions_.end()) return;
     held.swap(it->second);
