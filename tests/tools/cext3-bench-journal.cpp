@@ -61,14 +61,16 @@ namespace {
 
 constexpr uint32_t kBs = 4096;
 // File layout (4 KiB blocks): in-place blocks the transactions log at
-// [1, kJournalAt), the journal at [kJournalAt, +kJournalBlocks).
-constexpr uint64_t kJournalAt = 2048;
-constexpr uint64_t kJournalBlocks = 32768;  // 128 MiB
-constexpr uint64_t kFileBlocks = kJournalAt + kJournalBlocks;
+// [1, kJournalAt), the journal at [kJournalAt, +kJournalBlocks). The
+// in-place area holds the largest transaction (--large-mib), so that
+// checkpoints never write over the journal.
+uint64_t kJournalAt = 2048;
+uint64_t kJournalBlocks = 32768;  // --journal-mib, 128 MiB by default
+uint64_t kFileBlocks = kJournalAt + kJournalBlocks;
 // Raw references write over the journal's log blocks (not its superblock):
 // the same place on the disk the log goes to.
-constexpr uint64_t kRawAt = kJournalAt + 1;
-constexpr uint64_t kRawBlocks = kJournalBlocks - 1;
+uint64_t kRawAt = kJournalAt + 1;
+uint64_t kRawBlocks = kJournalBlocks - 1;
 
 int fail(const std::string& m) {
   std::fprintf(stderr, "cext3-bench-journal: %s\n", m.c_str());
@@ -195,6 +197,17 @@ LargeRate large_mbs(cext3::BlockDevice& dev, const cj::JournalMap& map, bool csu
   const double mb = n * per * (kBs / 1e6);
   out.commit_mbs = mb / in_commit;
   out.e2e_mbs = mb / (in_commit + in_build);
+  const cj::JournalStats st = (*j)->stats();
+  auto ms = [&](uint64_t ns) { return ns / 1e6 / std::max<uint64_t>(1, st.commits); };
+  std::fprintf(stderr,
+               "  %s %u MiB: %llu commits, %llu checkpoints; per commit ms: merge %.2f stage %.2f body %.2f "
+               "flush %.2f commit %.2f finish %.2f (sum %.2f of %.2f in commit())\n",
+               mode == cj::CommitMode::kTwoFlush ? "two" : "one", per / 256,
+               static_cast<unsigned long long>(st.commits), static_cast<unsigned long long>(st.checkpoints),
+               ms(st.merge_ns), ms(st.stage_ns), ms(st.body_write_ns), ms(st.flush_ns), ms(st.commit_write_ns),
+               ms(st.finish_ns),
+               ms(st.merge_ns + st.stage_ns + st.body_write_ns + st.flush_ns + st.commit_write_ns + st.finish_ns),
+               in_commit * 1e3 / std::max<uint64_t>(1, n));
   return out;
 }
 
@@ -266,9 +279,16 @@ int main(int argc, char** argv) {
   app.add_option("--rounds", rounds, "alternations of the phases of a group (medians are printed)")
       ->check(CLI::Range(1, 99));
   app.add_option("--threads", threads, "committers for the group-commit phase");
-  app.add_option("--large-mib", large_mib, "size of each large transaction in MiB")->check(CLI::Range(1, 48));
+  app.add_option("--large-mib", large_mib, "size of each large transaction in MiB")->check(CLI::Range(1, 1024));
   app.add_option("--phases", phases, "comma-separated groups to run: single, group, large");
+  unsigned journal_mib = 128;
+  app.add_option("--journal-mib", journal_mib, "journal size in MiB")->check(CLI::Range(8, 4096));
   CLI11_PARSE(app, argc, argv);
+  kJournalAt = std::max<uint64_t>(2048, uint64_t{large_mib} * 256 + 16);
+  kJournalBlocks = uint64_t{journal_mib} * 256;
+  kFileBlocks = kJournalAt + kJournalBlocks;
+  kRawAt = kJournalAt + 1;
+  kRawBlocks = kJournalBlocks - 1;
   std::set<std::string> want;
   {
     std::stringstream ss(phases);

@@ -1,17 +1,50 @@
 // The commit phase: open a journal for writing, merge concurrent
 // transactions (group commit), and write descriptor, data, revoke and commit
 // blocks with the flush ordering of the chosen CommitMode.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include "journal/journal_io.h"
 #include "journal/journal_state.h"
 #include "journal/revoke_records.h"
+#include "journal/segment_writer.h"
 
 namespace cext3::journal {
 
 using namespace format;
+
+namespace {
+
+// Transactions whose log image is at least this large are written while
+// they are built (SegmentWriter); smaller ones in one batch after it.
+constexpr uint64_t kSegmentedCommitBytes = 2u << 20;
+// Segment sizes handed to the writer: the first small, so the device
+// starts early; then as large as what was already handed over, up to the
+// maximum, so that each batch keeps several 1 MiB requests in flight.
+constexpr uint64_t kMinSegmentBytes = 1u << 20;
+constexpr uint64_t kMaxSegmentBytes = 8u << 20;
+// Writer threads: with two, the next batch is in flight while one drains.
+constexpr unsigned kSegmentWriters = 2;
+
+// Nanoseconds since the previous lap (or construction): per-stage commit
+// timings for JournalStats.
+class Lap {
+ public:
+  uint64_t next() {
+    const auto now = std::chrono::steady_clock::now();
+    const auto d = std::chrono::duration_cast<std::chrono::nanoseconds>(now - t_).count();
+    t_ = now;
+    return static_cast<uint64_t>(d);
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
 
 void MergedTransaction::merge(Transaction&& t) {
   ++handles;
@@ -154,65 +187,13 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
     return Status::NoSpace("journal commit: the transaction needs " + std::to_string(need) +
                            " log blocks but the whole journal log has " + std::to_string(log_size()) +
                            "; split it into smaller transactions or use a larger journal");
-  if (need > log_size() - used) CEXT3_RETURN_IF_ERROR(checkpoint_locked());
+  Lap lap;
+  if (need > log_size() - used) {
+    CEXT3_RETURN_IF_ERROR(checkpoint_locked());
+    stats.forced_checkpoint_ns += lap.next();
+  }
 
   const uint32_t tid = next_tid++;  // consumed even if the writes below fail
-  // The log image is staged in one reusable aligned buffer: fresh large
-  // allocations cost a page fault per page, which dominated big commits.
-  if (staging.size() < need * bs) staging = AlignedBuffer(need * bs);
-  AlignedBuffer& image = staging;
-  uint64_t k = 0;  // next block of `image`
-  auto blk = [&](uint64_t i) { return image.data() + i * bs; };
-
-  // Revoke blocks first, as jbd2 does.
-  if (!m.revokes.empty()) {
-    std::vector<uint64_t> rv(m.revokes.begin(), m.revokes.end());
-    k += encode_revoke_blocks(g, tid, rv, blk(k));
-  }
-  // Descriptor blocks, each followed by the data blocks it tags.
-  const size_t per_desc = g.tags_per_descriptor();
-  const size_t tag_bytes = g.tag_bytes();
-  auto it = m.blocks.begin();
-  while (it != m.blocks.end()) {
-    uint8_t* desc = blk(k++);
-    std::memset(desc, 0, bs);
-    put_header(desc, kDescriptorBlock, tid);
-    uint8_t* tagp = desc + kHeaderSize;
-    for (size_t n = 0; n < per_desc && it != m.blocks.end(); ++n, ++it) {
-      uint8_t* data = blk(k++);
-      std::memcpy(data, it->second->data(), bs);
-      Tag t;
-      t.fs_block = it->first;
-      if (get32(data) == kMagic) {  // would look like a journal block: escape
-        put32(data, 0);
-        t.flags |= kFlagEscape;
-      }
-      if (n > 0) t.flags |= kFlagSameUuid;
-      auto next = std::next(it);
-      if (n + 1 == per_desc || next == m.blocks.end()) t.flags |= kFlagLastTag;
-      t.checksum = tag_checksum(g, tid, data);
-      encode_tag(g, tagp, t);
-      tagp += tag_bytes;
-      if (n == 0) {
-        std::memcpy(tagp, sb.info.uuid.data(), kUuidSize);
-        tagp += kUuidSize;
-      }
-    }
-    if (g.csum_v2v3()) g.set_tail_checksum(desc);
-  }
-  // Commit block.
-  uint8_t* commit = blk(k++);
-  std::memset(commit, 0, bs);
-  put_header(commit, kCommitBlock, tid);
-  {
-    auto now = std::chrono::system_clock::now().time_since_epoch();
-    auto sec = std::chrono::duration_cast<std::chrono::seconds>(now);
-    auto nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(now - sec);
-    put64(commit + kCommitSec, static_cast<uint64_t>(sec.count()));
-    put32(commit + kCommitNsec, static_cast<uint32_t>(nsec.count()));
-  }
-  if (g.csum_v2v3()) g.set_commit_checksum(commit);
-  if (k != need) return fail(Status::Corruption("journal commit: internal block count mismatch"));
 
   // The superblock must point at this transaction if the log was empty, and
   // must carry the revoke feature before any revoke record can be replayed.
@@ -227,47 +208,173 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
     sb.geometry.incompat |= kIncompatRevoke;
     sb_dirty = true;
   }
+  std::vector<io::BlockRef> ordered;
+  for (auto& [b, data] : m.ordered) ordered.push_back({b, const_cast<uint8_t*>(data->data())});
 
-  // The log blocks, in log order; contiguous stretches merge into large
-  // requests (journal_io), so a transaction that does not wrap is one
-  // request per MiB. The superblock, when it changes, joins the body's
+  // The log image is staged in one reusable aligned buffer: fresh large
+  // allocations cost a page fault per page, which dominated big commits.
+  if (staging.size() < need * bs) staging = AlignedBuffer(need * bs);
+  AlignedBuffer& image = staging;
+  uint64_t k = 0;  // next block of `image`
+  auto blk = [&](uint64_t i) { return image.data() + i * bs; };
+  // The log blocks go in log order; contiguous stretches merge into large
+  // requests (journal_io), so a stretch that does not wrap is one request
+  // per MiB.
+  auto log_refs = [&](uint64_t from, uint64_t to) {
+    std::vector<io::BlockRef> refs;
+    refs.reserve(to - from + 1);
+    for (uint64_t i = from; i < to; ++i) refs.push_back({map.fs_block(log_pos(i)), blk(i)});
+    return refs;
+  };
+
+  // A large transaction is written while it is being built: each finished
+  // stretch of the image goes to a SegmentWriter, which writes it while the
+  // next one is built. The superblock, when it changes, joins the body's
   // epoch: it points at the body, and like the body it must be durable
   // before the commit block (two flushes) or by the time commit() returns
   // (one flush, where a superblock pointing at a torn transaction is
   // harmless: the scan drops it).
-  std::vector<io::BlockRef> body;
-  body.reserve(need + 1);
-  for (uint64_t i = 0; i + 1 < need; ++i) body.push_back({map.fs_block(log_pos(i)), blk(i)});
-  io::BlockRef commit_ref{map.fs_block(log_pos(need - 1)), commit};
-  if (sb_dirty) body.push_back(superblock_ref());
-  std::vector<io::BlockRef> ordered;
-  for (auto& [b, data] : m.ordered) ordered.push_back({b, const_cast<uint8_t*>(data->data())});
-
-  if (mode == CommitMode::kTwoFlush) {
-    // Epoch 1: ordered data, log body, superblock; flush. Epoch 2: the
-    // commit block alone, written durable (a FUA/RWF_DSYNC write where the
-    // device has one, else write + flush). It is issued only after the
-    // flush of epoch 1 returned, so it can never be durable before its body.
-    body.insert(body.end(), ordered.begin(), ordered.end());
-    Status s = io::write_blocks(dev, bs, std::move(body));
-    if (!s.ok()) return fail(s);
-    CEXT3_RETURN_IF_ERROR(flush_locked());
-    CEXT3_RETURN_IF_ERROR(write_durable_locked({commit_ref}));
-  } else {
-    // Ordered data is not covered by the log checksums: it gets its own
-    // epoch. Then body, commit and superblock in one epoch, made durable at
-    // once: a single durable request when the log does not wrap and the
-    // transaction fits one request (every single-block commit), else
-    // writes + one flush. A crash can leave the commit block durable
-    // without its body; the checksums catch that at replay, and that
-    // commit() had not returned.
-    if (!ordered.empty()) {
+  std::optional<SegmentWriter> writer;
+  uint64_t pushed = 0;  // log blocks [0, pushed) handed to the writer
+  if (need * bs >= kSegmentedCommitBytes) {
+    if (mode == CommitMode::kOneFlush && !ordered.empty()) {
+      // Ordered data is not covered by the log checksums: its own epoch.
       Status s = io::write_blocks(dev, bs, std::move(ordered));
       if (!s.ok()) return fail(s);
+      stats.body_write_ns += lap.next();
       CEXT3_RETURN_IF_ERROR(flush_locked());
+      stats.flush_ns += lap.next();
+      ordered.clear();
     }
-    body.push_back(commit_ref);
-    CEXT3_RETURN_IF_ERROR(write_durable_locked(std::move(body)));
+    writer.emplace(dev, bs, kSegmentWriters);
+    std::vector<io::BlockRef> first = std::move(ordered);  // two-flush: ordered data joins epoch 1
+    ordered.clear();
+    if (sb_dirty) first.push_back(superblock_ref());
+    writer->push(std::move(first));
+  }
+  // Hand [pushed, upto) to the writer once it is worth a batch: the first
+  // segments are small so the device starts early, later ones grow (up to
+  // kMaxSegmentBytes) so that each batch keeps several requests in flight.
+  auto push_staged = [&](uint64_t upto, bool last) {
+    if (!writer || upto <= pushed) return;
+    const uint64_t target =
+        std::min<uint64_t>(kMaxSegmentBytes / bs, std::max<uint64_t>(kMinSegmentBytes / bs, pushed));
+    if (!last && upto - pushed < target) return;
+    writer->push(log_refs(pushed, upto));
+    pushed = upto;
+  };
+
+  // Revoke blocks first, as jbd2 does.
+  if (!m.revokes.empty()) {
+    std::vector<uint64_t> rv(m.revokes.begin(), m.revokes.end());
+    k += encode_revoke_blocks(g, tid, rv, blk(k));
+  }
+  // Descriptor blocks, each followed by the data blocks it tags.
+  const size_t per_desc = g.tags_per_descriptor();
+  const size_t tag_bytes = g.tag_bytes();
+  auto it = m.blocks.begin();
+  while (it != m.blocks.end()) {
+    if (writer && writer->failed()) break;  // the commit fails; stop building
+    uint8_t* desc = blk(k++);
+    std::memset(desc, 0, bs);
+    put_header(desc, kDescriptorBlock, tid);
+    uint8_t* tagp = desc + kHeaderSize;
+    for (size_t n = 0; n < per_desc && it != m.blocks.end(); ++n, ++it) {
+      Tag t;
+      t.fs_block = it->first;
+      bool escaped = false;  // began with the magic: would look like a journal block
+      t.checksum = copy_data_block(g, tid, blk(k++), it->second->data(), &escaped);
+      if (escaped) t.flags |= kFlagEscape;
+      if (n > 0) t.flags |= kFlagSameUuid;
+      auto next = std::next(it);
+      if (n + 1 == per_desc || next == m.blocks.end()) t.flags |= kFlagLastTag;
+      encode_tag(g, tagp, t);
+      tagp += tag_bytes;
+      if (n == 0) {
+        std::memcpy(tagp, sb.info.uuid.data(), kUuidSize);
+        tagp += kUuidSize;
+      }
+    }
+    if (g.csum_v2v3()) g.set_tail_checksum(desc);
+    push_staged(k, false);  // a descriptor and all its blocks are final
+  }
+  // Commit block.
+  uint8_t* commit = blk(k++);
+  std::memset(commit, 0, bs);
+  put_header(commit, kCommitBlock, tid);
+  {
+    auto now = std::chrono::system_clock::now().time_since_epoch();
+    auto sec = std::chrono::duration_cast<std::chrono::seconds>(now);
+    auto nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(now - sec);
+    put64(commit + kCommitSec, static_cast<uint64_t>(sec.count()));
+    put32(commit + kCommitNsec, static_cast<uint32_t>(nsec.count()));
+  }
+  if (g.csum_v2v3()) g.set_commit_checksum(commit);
+  if (writer && writer->failed()) return fail(writer->finish());
+  if (k != need) return fail(Status::Corruption("journal commit: internal block count mismatch"));
+  io::BlockRef commit_ref{map.fs_block(log_pos(need - 1)), commit};
+
+  if (writer) {
+    // Two flushes: the commit block stays out of this epoch. One flush: it
+    // joins it (the checksums catch a commit block durable without its
+    // body, and this commit() has not returned then).
+    push_staged(mode == CommitMode::kTwoFlush ? need - 1 : need, true);
+    stats.stage_ns += lap.next();
+    Status s = writer->finish();
+    if (!s.ok()) return fail(s);
+    stats.body_write_ns += lap.next();
+    CEXT3_RETURN_IF_ERROR(flush_locked());
+    stats.flush_ns += lap.next();
+    if (mode == CommitMode::kTwoFlush) {
+      // Issued only after the flush of the body returned (see below).
+      CEXT3_RETURN_IF_ERROR(write_durable_locked({commit_ref}));
+      stats.commit_write_ns += lap.next();
+    }
+  } else {
+    std::vector<io::BlockRef> body = log_refs(0, need - 1);
+    if (sb_dirty) body.push_back(superblock_ref());
+    stats.stage_ns += lap.next();
+    if (mode == CommitMode::kTwoFlush) {
+      // Epoch 1: ordered data, log body, superblock; flush. Epoch 2: the
+      // commit block alone, written durable (a FUA/RWF_DSYNC write where
+      // the device has one, else write + flush). It is issued only after
+      // the flush of epoch 1 returned, so it can never be durable before
+      // its body.
+      body.insert(body.end(), ordered.begin(), ordered.end());
+      Status s = io::write_blocks(dev, bs, std::move(body));
+      if (!s.ok()) return fail(s);
+      stats.body_write_ns += lap.next();
+      CEXT3_RETURN_IF_ERROR(flush_locked());
+      stats.flush_ns += lap.next();
+      CEXT3_RETURN_IF_ERROR(write_durable_locked({commit_ref}));
+      stats.commit_write_ns += lap.next();
+    } else {
+      // Ordered data is not covered by the log checksums: it gets its own
+      // epoch. Then body, commit and superblock in one epoch, made durable
+      // at once: a single durable request when the log does not wrap and
+      // the transaction fits one request (every single-block commit), else
+      // writes + one flush. A crash can leave the commit block durable
+      // without its body; the checksums catch that at replay, and that
+      // commit() had not returned.
+      if (!ordered.empty()) {
+        Status s = io::write_blocks(dev, bs, std::move(ordered));
+        if (!s.ok()) return fail(s);
+        stats.body_write_ns += lap.next();
+        CEXT3_RETURN_IF_ERROR(flush_locked());
+        stats.flush_ns += lap.next();
+      }
+      body.push_back(commit_ref);
+      if (io::one_request(bs, body) && dev.native_durable_writes()) {
+        CEXT3_RETURN_IF_ERROR(write_durable_locked(std::move(body)));
+        stats.commit_write_ns += lap.next();
+      } else {
+        Status s = io::write_blocks(dev, bs, std::move(body));
+        if (!s.ok()) return fail(s);
+        stats.body_write_ns += lap.next();
+        CEXT3_RETURN_IF_ERROR(flush_locked());
+        stats.flush_ns += lap.next();
+      }
+    }
   }
 
   head = log_pos(need);
@@ -284,6 +391,7 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
   ++stats.commits;
   stats.handles += m.handles;
   stats.log_blocks_written += need;
+  stats.finish_ns += lap.next();
   return tid;
 }
 
@@ -303,6 +411,7 @@ Result<uint32_t> Journal::commit(Transaction txn) {
     st.leader_active = true;
     std::vector<State::Waiter*> batch;
     MergedTransaction merged;
+    Lap merge_lap;
     const Geometry& g = st.sb.geometry;
     size_t nblocks = 0, nrevokes = 0;
     while (!st.queue.empty()) {
@@ -320,10 +429,12 @@ Result<uint32_t> Journal::commit(Transaction txn) {
       merged.merge(std::move(w->txn));
       batch.push_back(w);
     }
+    const uint64_t merge_ns = merge_lap.next();
     lk.unlock();
     Result<uint32_t> r(0u);
     {
       std::lock_guard<std::mutex> io(st.io_mu);
+      st.stats.merge_ns += merge_ns;
       r = st.write_transaction_locked(merged);
     }
     lk.lock();

@@ -44,7 +44,29 @@ bool have_sse42() {
   static const bool yes = __builtin_cpu_supports("sse4.2");
   return yes;
 }
+
+// crc32c_sse42 over the bytes it copies from src to dst (len a multiple of 8).
+__attribute__((target("sse4.2"))) uint32_t crc32c_copy_sse42(uint32_t crc, uint8_t* dst, const uint8_t* src,
+                                                             size_t len) {
+  uint64_t c = crc;
+  for (size_t i = 0; i < len; i += 8) {
+    uint64_t v;
+    std::memcpy(&v, src + i, 8);
+    c = __builtin_ia32_crc32di(c, v);
+    std::memcpy(dst + i, &v, 8);
+  }
+  return static_cast<uint32_t>(c);
+}
 #endif
+
+// Copy len bytes and return the CRC of what was copied.
+uint32_t crc32c_copy(uint32_t crc, uint8_t* dst, const uint8_t* src, size_t len) {
+#if defined(__x86_64__)
+  if (have_sse42() && len % 8 == 0) return crc32c_copy_sse42(crc, dst, src, len);
+#endif
+  std::memcpy(dst, src, len);
+  return crc32c_raw(crc, dst, len);
+}
 
 }  // namespace
 
@@ -159,6 +181,29 @@ Tag decode_tag(const Geometry& g, const uint8_t* p) {
 uint32_t tag_checksum(const Geometry& g, uint32_t sequence, const uint8_t* block) {
   if (!g.csum_v2v3()) return 0;
   const uint32_t c = g.block_checksum(sequence, block);
+  return g.csum_v3() ? c : (c & 0xFFFF);
+}
+
+uint32_t copy_data_block(const Geometry& g, uint32_t sequence, uint8_t* dst, const uint8_t* src, bool* escaped) {
+  const size_t bs = g.block_size;
+  *escaped = get32(src) == kMagic;
+  if (!g.csum_v2v3()) {
+    std::memcpy(dst, src, bs);
+    if (*escaped) put32(dst, 0);
+    return 0;
+  }
+  uint8_t seq[4];
+  put32(seq, sequence);
+  uint32_t c = crc32c_raw(g.csum_seed, seq, 4);
+  size_t done = 0;
+  if (*escaped) {
+    // The checksum covers the block as logged: magic replaced by zeroes.
+    std::memcpy(dst, src, 8);
+    put32(dst, 0);
+    c = crc32c_raw(c, dst, 8);
+    done = 8;
+  }
+  c = crc32c_copy(c, dst + done, src + done, bs - done);
   return g.csum_v3() ? c : (c & 0xFFFF);
 }
 

@@ -108,6 +108,10 @@ Status write_blocks_durable(BlockDevice& dev, uint32_t bs, std::vector<BlockRef>
   return dev.flush();
 }
 
+bool one_request(uint32_t bs, std::vector<BlockRef> blocks) {
+  return !blocks.empty() && make_runs(bs, blocks).size() == 1;
+}
+
 Status read_blocks(BlockDevice& dev, uint32_t bs, std::vector<BlockRef> blocks) {
   if (blocks.empty()) return Status::OK();
   CEXT3_RETURN_IF_ERROR(check_bounds(dev, bs, blocks));

@@ -31,6 +31,11 @@ Status read_blocks(BlockDevice& dev, uint32_t block_size, std::vector<BlockRef> 
 Status write_blocks_durable(BlockDevice& dev, uint32_t block_size, std::vector<BlockRef> blocks,
                             bool* flushed = nullptr);
 
+// True when `blocks` (distinct) merge into a single request: then a
+// durable write of them is one round trip on a device with native durable
+// writes.
+bool one_request(uint32_t block_size, std::vector<BlockRef> blocks);
+
 Status read_block(BlockDevice& dev, uint32_t block_size, uint64_t fs_block, uint8_t* data);
 Status write_block(BlockDevice& dev, uint32_t block_size, uint64_t fs_block, const uint8_t* data);
 

@@ -3,6 +3,7 @@
 // tests/integration/journal_*.sh; crash states in crash_test.cpp.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <atomic>
 #include <cstring>
 #include <map>
@@ -12,6 +13,7 @@
 
 #include "cext3/journal.h"
 #include "cext3/memory_device.h"
+#include "cext3/recording_device.h"
 #include "journal/jbd2_format.h"
 
 namespace cj = cext3::journal;
@@ -252,4 +254,134 @@ TEST_CASE("journal: hardware and table CRC-32C agree", "[journal]") {
   // Standard check value: crc32c("123456789") with inversion is 0xE3069283.
   const char* s = "123456789";
   CHECK((cj::format::crc32c_raw(~0u, s, 9) ^ ~0u) == 0xE3069283u);
+}
+
+TEST_CASE("journal: one-pass copy of a data block matches copy, escape and tag checksum", "[journal]") {
+  std::array<uint8_t, 16> uuid{};
+  uuid[3] = 9;
+  for (uint32_t incompat : {0u, cj::kIncompatCsumV2, cj::kIncompatCsumV3}) {
+    const auto g = cj::format::make_geometry(kBs, incompat, uuid.data());
+    for (bool magic : {false, true}) {
+      INFO("incompat " << incompat << " magic " << magic);
+      auto src = image_of(7, 7);
+      if (magic) cj::format::put32(src.data(), cj::format::kMagic);
+      std::vector<uint8_t> want = src;
+      if (magic) cj::format::put32(want.data(), 0);
+      std::vector<uint8_t> got(kBs, 0xEE);
+      bool escaped = false;
+      const uint32_t csum = cj::format::copy_data_block(g, 1234, got.data(), src.data(), &escaped);
+      CHECK(escaped == magic);
+      CHECK(got == want);
+      CHECK(csum == cj::format::tag_checksum(g, 1234, want.data()));
+    }
+  }
+}
+
+namespace {
+// A journal of kLargeLog blocks on a memory device behind a recording
+// device, for transactions large enough to be written while they are built
+// (several MiB).
+constexpr uint64_t kLargeLog = 2048;      // journal blocks, superblock included (8 MiB)
+constexpr uint64_t kLargeInPlace = 3000;  // first in-place block the transactions log
+struct LargeFixture {
+  cext3::MemoryDevice mem{(kLargeInPlace + 1600) * kBs};
+  std::unique_ptr<cext3::RecordingDevice> dev;
+  cj::JournalMap map = cj::JournalMap::contiguous(kBs, kJournalFirst, kLargeLog).value();
+  explicit LargeFixture(uint32_t incompat) {
+    cext3::RecordingOptions ro;
+    ro.keep_in_memory = true;
+    dev = std::move(cext3::RecordingDevice::create(mem, ro).value());
+    cj::FormatOptions fo;
+    fo.feature_incompat = incompat;
+    REQUIRE(cj::format_journal(*dev, map, fo).ok());
+  }
+  // n blocks from kLargeInPlace, version v; every 97th begins with the magic.
+  static cj::Transaction txn(uint64_t n, uint32_t v, std::map<uint64_t, std::vector<uint8_t>>* expect) {
+    cj::Transaction t;
+    for (uint64_t i = 0; i < n; ++i) {
+      auto im = image_of(kLargeInPlace + i, v);
+      if (i % 97 == 5) cj::format::put32(im.data(), cj::format::kMagic);
+      REQUIRE(t.add_block(kLargeInPlace + i, im).ok());
+      (*expect)[kLargeInPlace + i] = im;
+    }
+    return t;
+  }
+  // Index of the last write of a jbd2 commit block in the record log.
+  size_t last_commit_write(const cext3::RecordLog& log) const {
+    size_t at = log.records.size();
+    for (size_t i = 0; i < log.records.size(); ++i) {
+      const auto& r = log.records[i];
+      if (r.type != cext3::LogRecord::Type::kWrite) continue;
+      for (uint64_t off = 0; off < r.length; off += kBs)
+        if (cj::format::get32(r.data.data() + off) == cj::format::kMagic &&
+            cj::format::get32(r.data.data() + off + 4) == cj::format::kCommitBlock)
+          at = i;
+    }
+    return at;
+  }
+};
+}  // namespace
+
+TEST_CASE("journal: large transactions are written while built and replay exactly", "[journal]") {
+  for (uint32_t incompat : {cj::kIncompatRevoke, cj::kIncompatRevoke | cj::kIncompatCsumV3}) {
+    INFO("incompat " << incompat);
+    LargeFixture f(incompat);
+    auto j = cj::Journal::open(*f.dev, f.map);
+    REQUIRE(j.ok());
+    const bool two = (*j)->mode() == cj::CommitMode::kTwoFlush;
+    std::map<uint64_t, std::vector<uint8_t>> expect;
+    // 1500 blocks (~6 MiB), then 1200 that do not fit behind them: a forced
+    // checkpoint, and the second transaction wraps past the end of the log.
+    for (auto [n, v] : {std::pair<uint64_t, uint32_t>{1500, 1}, {1200, 2}}) {
+      auto t = LargeFixture::txn(n, v, &expect);
+      cj::Transaction ordered_too = std::move(t);
+      REQUIRE(ordered_too.add_ordered_data(kLargeInPlace + 1590, image_of(kLargeInPlace + 1590, v)).ok());
+      expect[kLargeInPlace + 1590] = image_of(kLargeInPlace + 1590, v);
+      REQUIRE((*j)->commit(std::move(ordered_too)).ok());
+      const auto log = f.dev->log();
+      const size_t c = f.last_commit_write(log);
+      REQUIRE(c < log.records.size());
+      // Made durable before commit() returned.
+      CHECK(log.records.back().type == cext3::LogRecord::Type::kFlush);
+      if (two) {
+        // The commit block is written only after a flush that followed
+        // every body write.
+        REQUIRE(c > 0);
+        CHECK(log.records[c - 1].type == cext3::LogRecord::Type::kFlush);
+        CHECK(log.records[c].length == kBs);
+      }
+    }
+    CHECK((*j)->stats().checkpoints == 1);
+    j.value().reset();  // crash without a checkpoint
+    auto rep = cj::recover_journal(*f.dev, f.map);
+    REQUIRE(rep.ok());
+    CHECK(rep->transactions == 1);
+    CHECK(rep->blocks_replayed == 1200);
+    for (auto& [b, im] : expect) CHECK(read_fs_block(f.mem, b) == im);
+  }
+}
+
+TEST_CASE("journal: a failed write in a large transaction's body fails the commit and writes no commit block",
+          "[journal]") {
+  for (uint32_t incompat : {cj::kIncompatRevoke, cj::kIncompatRevoke | cj::kIncompatCsumV3}) {
+    INFO("incompat " << incompat);
+    LargeFixture f(incompat);
+    auto j = cj::Journal::open(*f.dev, f.map);
+    REQUIRE(j.ok());
+    cext3::FaultPlan faults;
+    faults.fail_write = f.dev->writes_seen() + 3;  // a request in the middle of the body
+    f.dev->set_faults(faults);
+    std::map<uint64_t, std::vector<uint8_t>> expect;
+    auto r = (*j)->commit(LargeFixture::txn(1500, 1, &expect));
+    REQUIRE_FALSE(r.ok());
+    CHECK(f.last_commit_write(f.dev->log()) == f.dev->log().records.size());  // none
+    // The journal is aborted: later commits return the first error.
+    std::map<uint64_t, std::vector<uint8_t>> later;
+    CHECK_FALSE((*j)->commit(LargeFixture::txn(3, 2, &later)).ok());
+    j.value().reset();
+    auto rep = cj::recover_journal(*f.dev, f.map);
+    REQUIRE(rep.ok());
+    CHECK(rep->transactions == 0);
+    CHECK(read_fs_block(f.mem, kLargeInPlace) == std::vector<uint8_t>(kBs, 0));
+  }
 }
