@@ -2,6 +2,8 @@
 // tail (cext3 always checkpoints the whole log, so the tail jumps to the
 // head and the journal is marked empty), plus the forced checkpoint of
 // chosen blocks that the lock-release path needs.
+#include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "journal/journal_io.h"
@@ -9,15 +11,17 @@
 
 namespace cext3::journal {
 
+namespace {
+// The least staging memory a checkpoint copies through at a time.
+constexpr uint64_t kCheckpointChunkBytes = 8u << 20;
+}  // namespace
+
 Status Journal::State::checkpoint_locked() {
   if (!aborted.ok()) return aborted;
   if (!dirty.empty()) {
-    std::vector<io::BlockRef> refs;
-    refs.reserve(dirty.size());
-    for (auto& [b, data] : dirty) refs.push_back({b, const_cast<uint8_t*>(data->data())});
     // In-place images must be durable before the log that could restore
     // them is forgotten.
-    CEXT3_RETURN_IF_ERROR(write_durable_locked(std::move(refs)));
+    CEXT3_RETURN_IF_ERROR(write_in_place_locked(dirty));
   }
   if (sb.info.start != 0) {
     // Empty log: s_start 0, s_sequence = the next tid, never used in the log.
@@ -32,6 +36,48 @@ Status Journal::State::checkpoint_locked() {
   used = 0;
   ++stats.checkpoints;
   return Status::OK();
+}
+
+Status Journal::State::write_in_place_locked(
+    const std::map<uint64_t, std::shared_ptr<const std::vector<uint8_t>>>& images) {
+  const uint32_t bs = map.block_size();
+  // The images are separate allocations; runs of adjacent blocks are copied
+  // into the staging buffer (reused, unlike a fresh bounce buffer per
+  // request, which costs a page fault per page) a stretch at a time, so
+  // that each run goes out as large requests.
+  const uint64_t total = images.size() * uint64_t{bs};
+  const uint64_t chunk = std::min<uint64_t>(total, std::max<uint64_t>(staging.size(), kCheckpointChunkBytes));
+  uint8_t* const buf = staging.reserve(chunk);
+  if (!buf) {
+    // No memory for a copy: write from the images (journal_io bounces).
+    std::vector<io::BlockRef> refs;
+    for (auto& [b, data] : images) refs.push_back({b, const_cast<uint8_t*>(data->data())});
+    return write_durable_locked(std::move(refs));
+  }
+  const uint64_t per_chunk = chunk / bs;
+  if (images.size() <= per_chunk) {
+    std::vector<io::BlockRef> refs;
+    uint64_t i = 0;
+    for (auto& [b, data] : images) {
+      std::memcpy(buf + i * bs, data->data(), bs);
+      refs.push_back({b, buf + i++ * bs});
+    }
+    return write_durable_locked(std::move(refs));
+  }
+  auto it = images.begin();
+  while (it != images.end()) {
+    std::vector<io::BlockRef> refs;
+    for (uint64_t i = 0; i < per_chunk && it != images.end(); ++i, ++it) {
+      std::memcpy(buf + i * bs, it->second->data(), bs);
+      refs.push_back({it->first, buf + i * bs});
+    }
+    Status s = io::write_blocks(dev, bs, std::move(refs));
+    if (!s.ok()) {
+      if (aborted.ok()) aborted = s.Annotate("journal aborted after a failed checkpoint write");
+      return s;
+    }
+  }
+  return flush_locked();
 }
 
 Status Journal::checkpoint() {

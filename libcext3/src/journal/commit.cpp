@@ -211,12 +211,14 @@ Result<uint32_t> Journal::State::write_transaction_locked(MergedTransaction& m) 
   std::vector<io::BlockRef> ordered;
   for (auto& [b, data] : m.ordered) ordered.push_back({b, const_cast<uint8_t*>(data->data())});
 
-  // The log image is staged in one reusable aligned buffer: fresh large
-  // allocations cost a page fault per page, which dominated big commits.
-  if (staging.size() < need * bs) staging = AlignedBuffer(need * bs);
-  AlignedBuffer& image = staging;
+  // The log image is staged in the journal's StagingBuffer (reused for the
+  // journal's life: fresh memory costs a page fault per page).
+  uint8_t* const image = staging.reserve(need * bs);
+  if (!image)
+    return fail(Status::IoError("journal commit: cannot allocate " + std::to_string(need * bs >> 20) +
+                                " MiB to stage the transaction; free memory or commit smaller transactions"));
   uint64_t k = 0;  // next block of `image`
-  auto blk = [&](uint64_t i) { return image.data() + i * bs; };
+  auto blk = [&](uint64_t i) { return image + i * bs; };
   // The log blocks go in log order; contiguous stretches merge into large
   // requests (journal_io), so a stretch that does not wrap is one request
   // per MiB.

@@ -29,6 +29,7 @@
 #include "journal/jbd2_format.h"
 #include "journal/journal_io.h"
 #include "journal/journal_superblock.h"
+#include "journal/staging_buffer.h"
 
 namespace cext3::journal {
 
@@ -62,7 +63,7 @@ struct Journal::State {
   std::map<uint64_t, std::shared_ptr<const std::vector<uint8_t>>> dirty;
   std::set<uint64_t> logged;
   Status aborted;  // first I/O failure; every later commit returns it
-  AlignedBuffer staging;  // log image of the transaction being written
+  StagingBuffer staging;  // log image of the transaction being written
   JournalStats stats;
 
   uint64_t log_size() const { return maxlen - first; }
@@ -73,6 +74,9 @@ struct Journal::State {
   Result<uint32_t> write_transaction_locked(MergedTransaction& m);
   // Write every dirty block in place, flush, mark the log empty. io_mu held.
   Status checkpoint_locked();
+  // Write `images` in place and make them durable (through the staging
+  // buffer, a stretch at a time); a failure aborts the journal. io_mu held.
+  Status write_in_place_locked(const std::map<uint64_t, std::shared_ptr<const std::vector<uint8_t>>>& images);
   Status flush_locked();
   // Write `refs` (every write of a flush epoch) and make them durable
   // (io::write_blocks_durable); a failure aborts the journal. io_mu held.

@@ -385,3 +385,43 @@ TEST_CASE("journal: a failed write in a large transaction's body fails the commi
     CHECK(read_fs_block(f.mem, kLargeInPlace) == std::vector<uint8_t>(kBs, 0));
   }
 }
+
+TEST_CASE("journal: a checkpoint larger than one staging stretch writes every block in place", "[journal]") {
+  // 2600 distinct blocks (over 10 MiB, more than one 8 MiB stretch) logged
+  // by 1 MiB transactions, then one checkpoint.
+  constexpr uint64_t kLog = 3000, kFirst = 4000, kBlocks = 2600;
+  cext3::MemoryDevice mem((kFirst + kBlocks) * kBs);
+  cext3::RecordingOptions ro;
+  ro.keep_in_memory = true;
+  auto dev = std::move(cext3::RecordingDevice::create(mem, ro).value());
+  auto map = cj::JournalMap::contiguous(kBs, kJournalFirst, kLog).value();
+  REQUIRE(cj::format_journal(*dev, map, {}).ok());
+  auto j = cj::Journal::open(*dev, map);
+  REQUIRE(j.ok());
+  for (uint64_t first = 0; first < kBlocks; first += 250) {
+    cj::Transaction t;
+    for (uint64_t b = first; b < std::min(kBlocks, first + 250); ++b)
+      REQUIRE(t.add_block(kFirst + b, image_of(kFirst + b, 3)).ok());
+    REQUIRE((*j)->commit(std::move(t)).ok());
+  }
+  CHECK((*j)->stats().checkpoints == 0);
+  const size_t before = dev->log().records.size();
+  REQUIRE((*j)->checkpoint().ok());
+  for (uint64_t b = 0; b < kBlocks; ++b) CHECK(read_fs_block(mem, kFirst + b) == image_of(kFirst + b, 3));
+  CHECK(cj::read_journal_info(*dev, map)->clean());
+  // Every in-place write precedes a flush that precedes the superblock
+  // update marking the log empty.
+  const auto log = dev->log();
+  size_t last_in_place = 0, sb_write = 0;
+  for (size_t i = before; i < log.records.size(); ++i) {
+    const auto& r = log.records[i];
+    if (r.type != cext3::LogRecord::Type::kWrite) continue;
+    if (r.offset >= kFirst * kBs) last_in_place = i;
+    if (r.offset == kJournalFirst * kBs) sb_write = i;
+  }
+  REQUIRE(sb_write > last_in_place);
+  bool flushed_between = false;
+  for (size_t i = last_in_place; i < sb_write; ++i)
+    flushed_between |= log.records[i].type == cext3::LogRecord::Type::kFlush;
+  CHECK(flushed_between);
+}
