@@ -691,18 +691,18 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
   if (noreplace && exchange) return err(EINVAL, what + ": NOREPLACE and EXCHANGE exclude each other");
   const bool cross = parent != new_parent;
 
-  // A directory moving to another parent must not move below itself: the
-  // chains above both parents are checked under the op's locks.
+  // A directory moving to another parent must not move below itself, and a
+  // target above the source is refused: the chains above both parents are
+  // found first (small read ops), then taken by the rename op, which walks
+  // them again under its locks.
   std::vector<uint64_t> chain_new, chain_old;
   if (cross) {
     auto a = ancestor_chain(*this, new_parent);
     if (!a.ok()) return a.status();
     chain_new = std::move(*a);
-    if (exchange) {
-      auto b = ancestor_chain(*this, parent);
-      if (!b.ok()) return b.status();
-      chain_old = std::move(*b);
-    }
+    auto b = ancestor_chain(*this, parent);
+    if (!b.ok()) return b.status();
+    chain_old = std::move(*b);
   }
 
   Op op(*this);
@@ -749,30 +749,17 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
     const bool src_dir = S_ISDIR(sin.i_mode);
     const bool dst_dir = dst && S_ISDIR(din.i_mode);
 
-    // ---- every error case before any change
-    if (exchange && !dst) return err(ENOENT, what + ": no such target to exchange with");
+    // ---- every error case before any change, in the kernel's order
+    // (do_renameat2, then vfs_rename, then ext3's own checks)
     if (noreplace && dst) return err(EEXIST, what);
-    CEXT3_RETURN_IF_ERROR(check_dir_writable(pin, true, what));
-    CEXT3_RETURN_IF_ERROR(check_dir_writable(npin, dst != 0, what));
-    if (immutable_or_append(sin)) return err(EPERM, what + ": the source is immutable or append-only");
-    if (dst && immutable_or_append(din)) return err(EPERM, what + ": the target is immutable or append-only");
-    if (dst == src) return Status::OK();
-    if (!exchange && dst) {
-      if (src_dir && !dst_dir) return err(ENOTDIR, what + ": a directory cannot replace a non-directory");
-      if (!src_dir && dst_dir) return err(EISDIR, what + ": a non-directory cannot replace a directory");
-      if (dst_dir) {
-        auto empty = d.is_empty(dst, din);
-        if (!empty.ok()) return empty.status();
-        if (!*empty) return err(ENOTEMPTY, what + ": the target directory is not empty");
-      }
-    }
-    // Not into its own subtree: walk up from the new parent (and, for an
-    // exchange, from the old one) under the locks taken.
-    auto below = [&](uint64_t moved, uint64_t from, bool* is_below) -> Status {
+    if (exchange && !dst) return err(ENOENT, what + ": no such target to exchange with");
+    // Not into its own subtree; a target that is an ancestor of the source
+    // is "not empty". Walked up under the locks taken.
+    auto below = [&](uint64_t top, uint64_t from, bool* is_below) -> Status {
       *is_below = false;
       uint64_t cur = from;
       for (int depth = 0; cur != kRootIno; ++depth) {
-        if (cur == moved) {
+        if (cur == top) {
           *is_below = true;
           return Status::OK();
         }
@@ -790,14 +777,22 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
     if (cross && src_dir) {
       bool b = false;
       CEXT3_RETURN_IF_ERROR(below(src, new_parent, &b));
-      if (op.retry_requested()) return op.retry();
       if (b) return err(EINVAL, what + ": a directory cannot move into its own subtree");
     }
-    if (cross && exchange && dst_dir) {
+    if (cross && dst_dir) {
       bool b = false;
       CEXT3_RETURN_IF_ERROR(below(dst, parent, &b));
-      if (op.retry_requested()) return op.retry();
-      if (b) return err(EINVAL, what + ": a directory cannot move into its own subtree");
+      if (b && exchange) return err(EINVAL, what + ": a directory cannot move into its own subtree");
+      if (b) return err(ENOTEMPTY, what + ": the target is a directory above the source");
+    }
+    if (dst == src) return Status::OK();
+    CEXT3_RETURN_IF_ERROR(check_dir_writable(pin, true, what));
+    CEXT3_RETURN_IF_ERROR(check_dir_writable(npin, dst != 0, what));
+    if (immutable_or_append(sin)) return err(EPERM, what + ": the source is immutable or append-only");
+    if (dst && immutable_or_append(din)) return err(EPERM, what + ": the target is immutable or append-only");
+    if (!exchange && dst) {
+      if (src_dir && !dst_dir) return err(ENOTDIR, what + ": a directory cannot replace a non-directory");
+      if (!src_dir && dst_dir) return err(EISDIR, what + ": a non-directory cannot replace a directory");
     }
     // Link counts of the parents after the move (ext3: 2 + subdirectories).
     int old_delta = 0, new_delta = 0;
@@ -817,6 +812,11 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
       return err(EMLINK, what + ": the target directory already has " + std::to_string(kLinkMax) + " links");
     if (cross && old_delta > 0 && pin.i_links_count >= kLinkMax)
       return err(EMLINK, what + ": the source directory already has " + std::to_string(kLinkMax) + " links");
+    if (!exchange && dst_dir) {
+      auto empty = d.is_empty(dst, din);
+      if (!empty.ok()) return empty.status();
+      if (!*empty) return err(ENOTEMPTY, what + ": the target directory is not empty");
+    }
     const bool frees_dst = dst && !exchange && (dst_dir || din.i_links_count <= 1);
     if (frees_dst) {
       auto r = need_free_locks(*this, op, dst, din);
