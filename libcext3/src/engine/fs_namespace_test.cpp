@@ -122,6 +122,25 @@ struct Mounted {
   }
 };
 
+// A read-only kernel mount of an image (loop device released at unmount:
+// mount -o loop sets autoclear). Unmounted when it goes out of scope, also
+// when a REQUIRE failed, so no loop device is left behind.
+struct KernelMount {
+  std::string dir;
+  bool mounted = false;
+  std::string error;
+  KernelMount(const std::string& img, std::string mount_dir) : dir(std::move(mount_dir)) {
+    std::filesystem::create_directories(dir);
+    auto r = run("mount -t ext4 -o loop,ro,noload " + q(img) + " " + q(dir) + " 2>&1");
+    mounted = r.exit_code == 0;
+    error = r.out;
+  }
+  ~KernelMount() {
+    if (!mounted) return;
+    if (run("umount " + q(dir) + " 2>&1").exit_code != 0) run("umount -l " + q(dir) + " 2>&1");
+  }
+};
+
 int fsck(const std::string& img, std::string* out = nullptr) {
   auto r = run("e2fsck -fn " + q(img) + " 2>&1");
   if (out) *out = r.out;
@@ -609,22 +628,21 @@ TEST_CASE("engine namespace: operations, errno cases and the rename matrix, chec
 
   // The kernel's view of the symlinks (read-only loop mount: the ext4
   // driver skips MMP for read-only mounts).
-  std::string mnt = (tmp.path / "mnt").string();
-  std::filesystem::create_directories(mnt);
-  auto mr = run("mount -t ext4 -o loop,ro,noload " + q(img) + " " + q(mnt) + " 2>&1");
-  if (mr.exit_code != 0) {
-    WARN("kernel loop mount not permitted here, symlink targets checked with debugfs only: " + mr.out);
+  KernelMount km(img, (tmp.path / "mnt").string());
+  if (!km.mounted) {
+    WARN("kernel loop mount not permitted here, symlink targets checked with debugfs only: " + km.error);
   } else {
     std::error_code ec;
-    auto t1 = std::filesystem::read_symlink(mnt + "/d/fast-renamed", ec);
-    auto t2 = std::filesystem::read_symlink(mnt + "/d/slow", ec);
-    auto names = std::filesystem::directory_iterator(mnt + "/big", ec);
+    auto t1 = std::filesystem::read_symlink(km.dir + "/d/fast-renamed", ec);
+    auto t2 = std::filesystem::read_symlink(km.dir + "/d/slow", ec);
     size_t n = 0;
-    for (const auto& de : names) {
-      (void)de;
-      ++n;
+    {
+      // Closed before the unmount (an open directory keeps it busy).
+      for (const auto& de : std::filesystem::directory_iterator(km.dir + "/big", ec)) {
+        (void)de;
+        ++n;
+      }
     }
-    run("umount " + q(mnt) + " 2>&1");
     CHECK(t1.string() == fast_target);
     CHECK(t2.string() == slow_target);
     CHECK(n == big_names.size());
