@@ -279,12 +279,12 @@ TEST_CASE("journal: one-pass copy of a data block matches copy, escape and tag c
 
 namespace {
 // A journal of kLargeLog blocks on a memory device behind a recording
-// device, for transactions large enough to be written while they are built
-// (several MiB).
-constexpr uint64_t kLargeLog = 2048;      // journal blocks, superblock included (8 MiB)
-constexpr uint64_t kLargeInPlace = 3000;  // first in-place block the transactions log
+// device, for transactions large enough (over 16 MiB) to be written while
+// they are built.
+constexpr uint64_t kLargeLog = 8192;      // journal blocks, superblock included (32 MiB)
+constexpr uint64_t kLargeInPlace = 8300;  // first in-place block the transactions log
 struct LargeFixture {
-  cext3::MemoryDevice mem{(kLargeInPlace + 1600) * kBs};
+  cext3::MemoryDevice mem{(kLargeInPlace + 4300) * kBs};
   std::unique_ptr<cext3::RecordingDevice> dev;
   cj::JournalMap map = cj::JournalMap::contiguous(kBs, kJournalFirst, kLargeLog).value();
   explicit LargeFixture(uint32_t incompat) {
@@ -293,6 +293,7 @@ struct LargeFixture {
     dev = std::move(cext3::RecordingDevice::create(mem, ro).value());
     cj::FormatOptions fo;
     fo.feature_incompat = incompat;
+    fo.zero_log = false;  // a fresh memory device is zero already
     REQUIRE(cj::format_journal(*dev, map, fo).ok());
   }
   // n blocks from kLargeInPlace, version v; every 97th begins with the magic.
@@ -330,13 +331,14 @@ TEST_CASE("journal: large transactions are written while built and replay exactl
     REQUIRE(j.ok());
     const bool two = (*j)->mode() == cj::CommitMode::kTwoFlush;
     std::map<uint64_t, std::vector<uint8_t>> expect;
-    // 1500 blocks (~6 MiB), then 1200 that do not fit behind them: a forced
-    // checkpoint, and the second transaction wraps past the end of the log.
-    for (auto [n, v] : {std::pair<uint64_t, uint32_t>{1500, 1}, {1200, 2}}) {
+    // 4200 blocks (16.4 MiB), then 4100 that do not fit behind them: a
+    // forced checkpoint, and the second transaction wraps past the end of
+    // the log.
+    for (auto [n, v] : {std::pair<uint64_t, uint32_t>{4200, 1}, {4100, 2}}) {
       auto t = LargeFixture::txn(n, v, &expect);
       cj::Transaction ordered_too = std::move(t);
-      REQUIRE(ordered_too.add_ordered_data(kLargeInPlace + 1590, image_of(kLargeInPlace + 1590, v)).ok());
-      expect[kLargeInPlace + 1590] = image_of(kLargeInPlace + 1590, v);
+      REQUIRE(ordered_too.add_ordered_data(kLargeInPlace + 4290, image_of(kLargeInPlace + 4290, v)).ok());
+      expect[kLargeInPlace + 4290] = image_of(kLargeInPlace + 4290, v);
       REQUIRE((*j)->commit(std::move(ordered_too)).ok());
       const auto log = f.dev->log();
       const size_t c = f.last_commit_write(log);
@@ -356,7 +358,7 @@ TEST_CASE("journal: large transactions are written while built and replay exactl
     auto rep = cj::recover_journal(*f.dev, f.map);
     REQUIRE(rep.ok());
     CHECK(rep->transactions == 1);
-    CHECK(rep->blocks_replayed == 1200);
+    CHECK(rep->blocks_replayed == 4100);
     for (auto& [b, im] : expect) CHECK(read_fs_block(f.mem, b) == im);
   }
 }
@@ -372,7 +374,7 @@ TEST_CASE("journal: a failed write in a large transaction's body fails the commi
     faults.fail_write = f.dev->writes_seen() + 3;  // a request in the middle of the body
     f.dev->set_faults(faults);
     std::map<uint64_t, std::vector<uint8_t>> expect;
-    auto r = (*j)->commit(LargeFixture::txn(1500, 1, &expect));
+    auto r = (*j)->commit(LargeFixture::txn(4200, 1, &expect));
     REQUIRE_FALSE(r.ok());
     CHECK(f.last_commit_write(f.dev->log()) == f.dev->log().records.size());  // none
     // The journal is aborted: later commits return the first error.
