@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -489,4 +490,44 @@ TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many t
   REQUIRE(fsck(img) == 0);
   for (int t = 0; t < kThreads; ++t)
     REQUIRE(dump_of(img, dir.path(), "/f" + std::to_string(t)) == pattern(0, kOps * kLen, 40 + t));
+}
+
+TEST_CASE("engine: reads xattrs that debugfs stored in the inode and in an xattr block; changes are ENOTSUP",
+          "[engine]") {
+  auto bin = bin_dir();
+  if (!bin) {
+    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
+    return;
+  }
+  ScratchDir dir;
+  const std::string big_value(600, 'v');
+  {
+    std::ofstream(dir.path() + "/big.val", std::ios::binary) << big_value;
+  }
+  const std::string img = make_image(*bin, dir.path(), "x.img", 1024, 64, 8192,
+                                     {"write /dev/null x", "ea_set /x user.color red",
+                                      "ea_set -f " + dir.path() + "/big.val /x user.big"});
+  const uint64_t x = inode_of(img, "/x");
+  // The big value needs the xattr block: debugfs says the file has one.
+  REQUIRE(debugfs_number(img, "stat /x", "File ACL: ([0-9]+)") != 0);
+  {
+    auto m = mount_image(img, 0);
+    auto color = m.fs->getxattr(x, "user.color");
+    INFO(color.status().ToString());
+    REQUIRE(color.ok());
+    REQUIRE(std::string(color->begin(), color->end()) == "red");
+    auto big = m.fs->getxattr(x, "user.big");
+    REQUIRE(big.ok());
+    REQUIRE(std::string(big->begin(), big->end()) == big_value);
+    auto names = m.fs->listxattr(x);
+    REQUIRE(names.ok());
+    std::sort(names->begin(), names->end());
+    REQUIRE(*names == std::vector<std::string>{"user.big", "user.color"});
+    REQUIRE(m.fs->getxattr(x, "user.none").status().errno_value() == ENODATA);
+    const std::vector<uint8_t> v = {'1'};
+    REQUIRE(m.fs->setxattr(x, "user.new", v, 0).errno_value() == EOPNOTSUPP);
+    REQUIRE(m.fs->removexattr(x, "user.color").errno_value() == EOPNOTSUPP);
+    REQUIRE(m.fs->unmount().ok());
+  }
+  REQUIRE(fsck(img) == 0);
 }
