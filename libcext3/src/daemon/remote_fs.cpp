@@ -26,13 +26,20 @@ std::string hex(const uint8_t* p, size_t n) {
   return s;
 }
 
+int nibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 bool unhex(const std::string& s, std::vector<uint8_t>* out) {
   if (s.size() % 2) return false;
   out->resize(s.size() / 2);
   for (size_t i = 0; i < out->size(); ++i) {
-    unsigned v = 0;
-    if (std::sscanf(s.c_str() + 2 * i, "%2x", &v) != 1) return false;
-    (*out)[i] = static_cast<uint8_t>(v);
+    const int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    (*out)[i] = static_cast<uint8_t>(hi * 16 + lo);
   }
   return true;
 }
