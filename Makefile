@@ -6,6 +6,7 @@
 #   make demo       release build, then the end-to-end demo on an embedded default
 #   make bench      the benchmark scripts under scripts/bench/
 #   make crash-test the full crash-state sweeps (long; make test runs a sample)
+#   make torture    kill -9 rounds of three writing nodes: ROUNDS=N (default 50)
 #   make install    install the programs and man pages under PREFIX (default /usr/local)
 #
 # Every target first makes sure the Debian packages are there: as root it
@@ -16,8 +17,9 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 PREFIX     ?= /usr/local
 CTEST_ARGS ?=
+KEEP_GOING ?= 0
 
-.PHONY: all deps release sanitize test demo bench crash-test install clean
+.PHONY: all deps release sanitize test demo bench crash-test torture install clean
 
 all: release
 
@@ -46,6 +48,14 @@ bench: release
 
 crash-test: sanitize
 	CEXT3_CRASH_FULL=1 $(MAKE) --no-print-directory test CTEST_ARGS="-R crash"
+
+# The release build: many rounds in reasonable time. KEEP_GOING=1 counts
+# failed rounds instead of stopping at the first.
+ROUNDS ?= 50
+torture: release
+	CEXT3_BIN=$(abspath $(BUILD)) CEXT3_SRC=$(CURDIR) CEXT3_SCRATCH=$(abspath $(BUILD))/scratch \
+	  CEXT3_TORTURE_ROUNDS=$(ROUNDS) CEXT3_TORTURE_KEEP_GOING=$(KEEP_GOING) \
+	  bash tests/integration/jcoord_fs_torture.sh
 
 install: release
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
