@@ -51,7 +51,7 @@ void write_entry(std::span<uint8_t> block, uint32_t off, uint32_t inode, uint32_
   put16(p + 4, rec_len_to_disk(rec_len));
   p[6] = static_cast<uint8_t>(name.size());
   p[7] = file_type;
-  std::memcpy(p + kDirentHeaderSize, name.data(), name.size());
+  if (!name.empty()) std::memcpy(p + kDirentHeaderSize, name.data(), name.size());
   // Zero the padding and the slack so no stale name bytes stay on disk.
   std::memset(p + kDirentHeaderSize + name.size(), 0, rec_len - kDirentHeaderSize - name.size());
 }
