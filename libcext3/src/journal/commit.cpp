@@ -21,8 +21,9 @@ namespace {
 // Transactions whose log image is at least this large are written while
 // they are built (SegmentWriter); smaller ones in one batch after it. Below
 // it, starting and waking the writer threads cost more than the overlap
-// gains on a loaded machine (measured: 4 MiB two-flush commits at load 5
-// ran at 0.65 of the unsegmented rate; 32 MiB ones at 1.1-1.25 of it).
+// gains on a loaded machine (measured at load 5, alternating with the
+// unsegmented path: 4 MiB two-flush commits ran at 0.67-0.68 of its rate;
+// 32 MiB commits at 0.85-1.33 of it, median 1.05 over five pairs).
 constexpr uint64_t kSegmentedCommitBytes = 16u << 20;
 // Segment sizes handed to the writer: the first small, so the device
 // starts early; then as large as what was already handed over, up to the
