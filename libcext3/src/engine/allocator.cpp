@@ -140,6 +140,15 @@ Status EngineFs::free_blocks(Op& op, uint64_t first, uint64_t count, bool metada
   return Status::OK();
 }
 
+bool EngineFs::inode_still_free(Op& op, uint32_t ino) {
+  const uint32_t g = group_of_ino(ino);
+  if (!op.holds(grp_key(g), LockMode::kEX)) return false;
+  auto bm = read_meta(op, groups_[g].inode_bitmap, grp_key(g));
+  if (!bm.ok()) return false;
+  const uint32_t bit = (ino - 1) % geo_.inodes_per_group;
+  return !bit_set(*bm, bit);
+}
+
 Result<uint32_t> EngineFs::pick_inode(Op& op, uint64_t parent, bool is_dir) {
   std::vector<uint32_t> cand;
   for (auto& [res, h] : op.held_)

@@ -407,6 +407,8 @@ class EngineFs final : public Filesystem {
   // A free, unreserved inode in a group the op holds (0: the op now wants
   // another slot's group; begin() relocks and asks again).
   Result<uint32_t> pick_inode(Op& op, uint64_t parent, bool is_dir);
+  // The reserved inode's bit is still clear (its group held by op).
+  bool inode_still_free(Op& op, uint32_t ino);
   bool block_reusable(uint64_t blk) const;
 
  public:

@@ -167,6 +167,12 @@ Status Op::begin() {
     has_mu_ = true;
     for (auto& [res, h] : held_) fs_.observe_version(res, lvb_version(h.h.lvb));
     if (!new_inode_) return Status::OK();
+    if (reserved_ino_ != 0 && !fs_.inode_still_free(*this, reserved_ino_)) {
+      // Taken meanwhile by a node that borrowed the group while we were
+      // not holding it: pick again.
+      fs_.reserved_inodes_.erase(reserved_ino_);
+      reserved_ino_ = 0;
+    }
     if (reserved_ino_ == 0) {
       auto picked = fs_.pick_inode(*this, new_inode_parent_, new_inode_dir_);
       if (!picked.ok()) {
