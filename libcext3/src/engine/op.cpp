@@ -213,6 +213,7 @@ Status Op::end(Status body) {
       reserved_ino_ = 0;
     }
     big = fs_.running_too_big();
+    fs_.maybe_evict();  // no op is inside its body now: cached pointers are dead
     fs_.mu_.unlock();
     has_mu_ = false;
   }
