@@ -408,6 +408,9 @@ static Result<Attr> create_object(EngineFs& fs, uint64_t parent, std::string_vie
   const uint32_t bs = fs.geo().block_size;
   if (is_link) {
     if (obj.target.empty()) return err(ENOENT, what + ": empty symlink target");
+    // Stored as a C string (e2fsck checks its length against i_size).
+    if (obj.target.find('\0') != std::string_view::npos)
+      return err(EINVAL, what + ": a symlink target cannot contain NUL");
     // The kernel stores the target with its NUL in one block at most.
     if (obj.target.size() + 1 > bs)
       return err(ENAMETOOLONG, what + ": symlink target of " + std::to_string(obj.target.size()) +

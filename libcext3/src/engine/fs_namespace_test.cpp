@@ -381,6 +381,7 @@ TEST_CASE("engine namespace: operations, errno cases and the rename matrix, chec
   CHECK(errno_of(fs.symlink(d->ino, "toolong", std::string(1024, 'x'), kRoot)) == ENAMETOOLONG);
   CHECK(fs.symlink(d->ino, "longest", std::string(1023, 'y'), kRoot).ok());
   CHECK(errno_of(fs.symlink(d->ino, "empty", "", kRoot)) == ENOENT);
+  CHECK(errno_of(fs.symlink(d->ino, "nul", std::string("a\0b", 3), kRoot)) == EINVAL);
 
   // ---- lookup and readdir
   CHECK(fs.lookup(d->ino, "f1")->ino == f1->ino);
