@@ -240,7 +240,7 @@ TEST_CASE("engine: sparse writes through direct, indirect, double and triple ind
   REQUIRE(dump_of(img, dir.path(), "/small") == want);
 }
 
-TEST_CASE("engine: truncate shrinks and grows a file; e2fsck is clean and the blocks come back", "[engine]") {
+TEST_CASE("engine: truncate shrinks and grows a file - e2fsck is clean and the blocks come back", "[engine]") {
   auto bin = bin_dir();
   if (!bin) {
     WARN("CEXT3_BIN is not set: skipping (run through ctest)");
@@ -283,7 +283,7 @@ TEST_CASE("engine: truncate shrinks and grows a file; e2fsck is clean and the bl
   REQUIRE(dump_of(img, dir.path(), "/f") == want);
 }
 
-TEST_CASE("engine: filling the filesystem ends in ENOSPC after borrowing the other slot's groups; e2fsck stays clean",
+TEST_CASE("engine: filling the filesystem ends in ENOSPC after borrowing the other slot's groups - e2fsck stays clean",
           "[engine]") {
   auto bin = bin_dir();
   if (!bin) {
@@ -322,7 +322,7 @@ TEST_CASE("engine: filling the filesystem ends in ENOSPC after borrowing the oth
   REQUIRE(file_bytes_via_bmap(img, "/f", 1024, written - 5000, 5000) == pattern(written - 5000, 5000, 5));
 }
 
-TEST_CASE("engine: sync ops survive a crash; slot recovery replays them and e2fsck is clean", "[engine]") {
+TEST_CASE("engine: sync ops survive a crash - slot recovery replays them and e2fsck is clean", "[engine]") {
   auto bin = bin_dir();
   if (!bin) {
     WARN("CEXT3_BIN is not set: skipping (run through ctest)");
@@ -456,7 +456,7 @@ TEST_CASE("engine: 4 KiB blocks: writes through every map level, EFBIG at ext3's
   for (auto& p : pieces) REQUIRE(file_bytes_via_bmap(img, "/f", bs, p.off, p.len) == pattern(p.off, p.len, 31));
 }
 
-TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many times; e2fsck is clean", "[engine]") {
+TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many times - e2fsck is clean", "[engine]") {
   auto bin = bin_dir();
   if (!bin) {
     WARN("CEXT3_BIN is not set: skipping (run through ctest)");
@@ -492,7 +492,7 @@ TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many t
     REQUIRE(dump_of(img, dir.path(), "/f" + std::to_string(t)) == pattern(0, kOps * kLen, 40 + t));
 }
 
-TEST_CASE("engine: reads xattrs that debugfs stored in the inode and in an xattr block; changes are ENOTSUP",
+TEST_CASE("engine: reads xattrs that debugfs stored in the inode and in an xattr block - changes are ENOTSUP",
           "[engine]") {
   auto bin = bin_dir();
   if (!bin) {
