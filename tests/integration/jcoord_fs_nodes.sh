@@ -13,8 +13,8 @@
 cfy_setup jcoord-fs-nodes
 . "$CEXT3_SRC/tests/support/jcoord_cluster.sh"
 FS="$PY $CEXT3_SRC/tests/support/cext3fs.py"
-COUNT=${CEXT3_FS_COUNT:-120}
-SHARED=${CEXT3_FS_SHARED:-400}
+COUNT=${CEXT3_FS_COUNT:-60}
+SHARED=${CEXT3_FS_SHARED:-150}
 
 JC_DISK="$W/disk.img"
 jc_make_disk "$JC_DISK" 4 256M
