@@ -85,6 +85,17 @@ Status EngineFs::write_data(Op& op, uint64_t ino, ext2_inode& in, uint64_t offse
   std::vector<uint8_t> buf(bs);
   uint64_t pos = offset;
   Status failed;
+  // Whole blocks that are physically and in `data` contiguous go out as one
+  // request (run_*); partial blocks are read-modify-written alone.
+  uint64_t run_phys = 0, run_count = 0;
+  const uint8_t* run_src = nullptr;
+  uint64_t run_end_pos = 0;  // file position just past the run
+  auto flush_run = [&]() -> Status {
+    if (run_count == 0) return Status::OK();
+    Status s = dev_.write(run_phys * bs, run_src, run_count * bs);
+    run_count = 0;
+    return s;
+  };
   while (pos < end) {
     const uint64_t lblk = pos / bs;
     const uint32_t boff = uint32_t(pos % bs);
@@ -94,32 +105,53 @@ Status EngineFs::write_data(Op& op, uint64_t ino, ext2_inode& in, uint64_t offse
     auto phys = bmap(op, ino, in, lblk, true, &fresh);
     if (!phys.ok()) {
       failed = phys.status();
+      // What is already mapped gets its bytes (else a fresh block would
+      // show whatever it held before).
+      Status s = flush_run();
+      if (!s.ok()) failed = s.Annotate("writing data of inode " + std::to_string(ino));
       break;
     }
+    if (fresh) running_data_written_ = true;
+    op.data_written_ = true;
     Status s;
     if (len == bs) {
-      s = dev_.write(*phys * bs, src, bs);
-    } else {
-      if (fresh) {
-        std::fill(buf.begin(), buf.end(), 0);
+      if (run_count > 0 && *phys == run_phys + run_count && src == run_src + run_count * bs) {
+        ++run_count;
       } else {
-        s = dev_.read(*phys * bs, buf.data(), bs);
+        s = flush_run();
+        run_phys = *phys;
+        run_src = src;
+        run_count = 1;
+      }
+      run_end_pos = pos + len;
+    } else {
+      s = flush_run();
+      if (s.ok()) {
+        if (fresh) {
+          std::fill(buf.begin(), buf.end(), 0);
+        } else {
+          s = dev_.read(*phys * bs, buf.data(), bs);
+        }
       }
       if (s.ok()) {
         std::memcpy(buf.data() + boff, src, len);
         s = dev_.write(*phys * bs, buf.data(), bs);
       }
     }
-    if (fresh) running_data_written_ = true;
-    op.data_written_ = true;
     if (!s.ok()) {
       failed = s.Annotate("writing data of inode " + std::to_string(ino));
-      pos += 0;
-      // The block is mapped: cover it by i_size so the map stays valid.
+      // The blocks are mapped: cover them by i_size so the map stays valid.
       pos = std::min(end, (lblk + 1) * bs);
       break;
     }
     pos += len;
+  }
+  if (failed.ok()) {
+    Status s = flush_run();
+    if (!s.ok()) failed = s.Annotate("writing data of inode " + std::to_string(ino));
+  } else if (run_count > 0) {
+    // Mapped but maybe unwritten: still covered by i_size (pos >= run end).
+    pos = std::max(pos, run_end_pos);
   }
   if (pos > old) set_inode_size(in, pos);
   in.i_mtime = in.i_ctime = now();
@@ -169,6 +201,7 @@ Result<size_t> EngineFs::write(uint64_t ino, uint64_t offset, std::span<const ui
   if (offset + data.size() < offset || offset + data.size() > geo_.max_file_size)
     return Status::FromErrno(EFBIG, "a write ending past byte " + std::to_string(geo_.max_file_size) +
                                         " is past ext3's file size limit for this block size");
+  if (data.empty()) return size_t(0);  // POSIX: a zero-length write changes nothing
   const uint32_t bs = geo_.block_size;
   // One op per chunk keeps each transaction small next to the journal.
   const uint64_t chunk = uint64_t(bs) * kWriteChunkBlocks;
