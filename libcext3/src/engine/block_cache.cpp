@@ -7,7 +7,7 @@
 //    committed, or as read), so a block with an image in the journal that is
 //    not yet in place is never evicted nor re-read (it stays cached until
 //    on_lock_leaving forced it out or a full checkpoint wrote it);
-//  * the op holds the covering lock (asserted in debug builds);
+//  * the op holds the covering lock (checked on every access, every build);
 //  * a dirty block belongs to the running transaction until the commit
 //    snapshot copies it.
 #include <cassert>
@@ -18,6 +18,16 @@
 namespace cext3::engine {
 
 using locks::LockMode;
+
+namespace {
+// Checked on every access in every build (not only with assertions): a
+// block touched without its lock is the one bug that corrupts other nodes'
+// view silently.
+Status not_held(uint64_t blk, ResKey res, const char* what) {
+  return Status::InvalidArgument(std::string("engine bug: ") + what + " block " + std::to_string(blk) +
+                                 " without holding " + resource_name(res) + " in the needed mode");
+}
+}  // namespace
 
 CachedBlock* EngineFs::cached(uint64_t blk) {
   auto it = cache_.find(blk);
@@ -90,8 +100,7 @@ Result<CachedBlock*> EngineFs::load_block(uint64_t blk, ResKey res) {
 }
 
 Result<const uint8_t*> EngineFs::read_meta(Op& op, uint64_t blk, ResKey res) {
-  assert(op.holds(res, LockMode::kPR));
-  (void)op;
+  if (!op.holds(res, LockMode::kPR)) return not_held(blk, res, "reading");
   auto r = load_block(blk, res);
   if (!r.ok()) return r.status();
   return static_cast<const uint8_t*>((*r)->data.data());
@@ -108,7 +117,7 @@ void EngineFs::dirty_block(Op& op, uint64_t blk, CachedBlock& cb) {
 }
 
 Result<uint8_t*> EngineFs::write_meta(Op& op, uint64_t blk, ResKey res) {
-  assert(op.holds(res, LockMode::kEX));
+  if (!op.holds(res, LockMode::kEX)) return not_held(blk, res, "changing");
   auto r = load_block(blk, res);
   if (!r.ok()) return r.status();
   dirty_block(op, blk, **r);
@@ -116,7 +125,7 @@ Result<uint8_t*> EngineFs::write_meta(Op& op, uint64_t blk, ResKey res) {
 }
 
 Result<uint8_t*> EngineFs::new_meta(Op& op, uint64_t blk, ResKey res) {
-  assert(op.holds(res, LockMode::kEX));
+  if (!op.holds(res, LockMode::kEX)) return not_held(blk, res, "creating");
   if (blk == 0 || blk >= geo_.blocks_count)
     return Status::Corruption("new metadata block " + std::to_string(blk) + " lies outside the filesystem");
   CachedBlock* cb = cached(blk);

@@ -143,7 +143,7 @@ class Op {
   Status end(Status body);
   // Ask run_op to release everything and start the body again with the
   // wanted set (after want_...()). Only valid before the body changed any
-  // block (asserted).
+  // block (checked: a retry after a change is an error).
   Status retry();
   bool retry_requested() const { return retry_; }
 
@@ -261,7 +261,7 @@ class EngineFs final : public Filesystem {
 
   // ================================================================ services
   // Everything below is called inside an op's body (mu_ held, the covering
-  // locks held by `op`; debug builds assert it) unless it says otherwise.
+  // locks held by `op`; checked on every block access) unless it says otherwise.
 
   // Run `body` as one operation: begin (locks, mu_), body, end. Retries when
   // the body returns op.retry(). At most a few dozen rounds, then EBUSY.

@@ -88,7 +88,9 @@ void Op::want_new_inode(uint64_t parent, bool is_dir) {
 }
 
 Status Op::retry() {
-  assert(!changed() && "Op::retry() after the op changed blocks");
+  if (changed())
+    return Status::Corruption("engine bug: an operation asked to retry after it changed blocks; "
+                              "its changes stay in the running transaction");
   retry_ = true;
   return Status::Busy(kRetryMessage);
 }
