@@ -266,14 +266,32 @@ Status EngineFs::zero_block_tail(Op& op, uint64_t ino, ext2_inode& in, uint64_t 
   return dev_.write(*phys * geo_.block_size, buf.data(), buf.size());
 }
 
+Status EngineFs::zero_committed_tail(uint64_t blk, uint32_t offset) {
+  if (blk == 0 || offset == 0 || offset >= geo_.block_size) return Status::OK();
+  std::vector<uint8_t> buf(geo_.block_size);
+  CEXT3_RETURN_IF_ERROR(dev_.read(blk * geo_.block_size, buf.data(), buf.size()));
+  bool nonzero = false;
+  for (uint32_t i = offset; i < geo_.block_size && !nonzero; ++i) nonzero = buf[i] != 0;
+  if (!nonzero) return Status::OK();
+  std::memset(buf.data() + offset, 0, geo_.block_size - offset);
+  return dev_.write(blk * geo_.block_size, buf.data(), buf.size());
+}
+
 Status EngineFs::truncate(Op& op, uint64_t ino, ext2_inode& in, uint64_t new_size) {
   const uint64_t old = inode_size(in);
   const uint64_t from = (new_size + geo_.block_size - 1) / geo_.block_size;
   if (new_size < old) {
     CEXT3_RETURN_IF_ERROR(free_map_from(op, ino, in, from));
     // Bytes past the new end in the last block must read as zeros if the
-    // file grows again.
-    CEXT3_RETURN_IF_ERROR(zero_block_tail(op, ino, in, new_size));
+    // file grows again (the kernel relies on that too), but they are still
+    // the file's data until the shrink commits: Op::end zeroes them after
+    // the commit, before the inode's lock is released.
+    if (S_ISREG(in.i_mode) && new_size % geo_.block_size != 0) {
+      auto phys = bmap(op, ino, in, new_size / geo_.block_size, false);
+      if (!phys.ok()) return phys.status();
+      op.tail_block_ = *phys;
+      op.tail_offset_ = uint32_t(new_size % geo_.block_size);
+    }
   } else if (new_size > old) {
     CEXT3_RETURN_IF_ERROR(zero_block_tail(op, ino, in, old));
   }

@@ -176,6 +176,13 @@ class Op {
   uint64_t new_inode_parent_ = 0;
   uint32_t reserved_ino_ = 0;
   uint64_t op_seq_ = 0;  // running-transaction sequence the op joined
+  // A shrinking truncate's partial last block: bytes [tail_offset_, end)
+  // of block tail_block_ are zeroed on disk only once the shrink is
+  // committed (Op::end, still under the inode's lock). Zeroing them before
+  // would destroy file data if the machine died before the commit: the old
+  // size would come back with its last block cut (all-or-nothing broken).
+  uint64_t tail_block_ = 0;
+  uint32_t tail_offset_ = 0;
 };
 
 // ------------------------------------------------------------ block cache
@@ -374,6 +381,9 @@ class EngineFs final : public Filesystem {
   // Commit the running transaction (if it has anything) and wait until
   // every op that ended before this call is durable.
   Status commit_and_wait();
+  // Zero bytes [offset, block end) of data block `blk` on disk (Op::end,
+  // after a shrinking truncate has committed). Not inside an op's body.
+  Status zero_committed_tail(uint64_t blk, uint32_t offset);
 
  private:
   friend class Op;
@@ -429,6 +439,8 @@ class EngineFs final : public Filesystem {
                    bool leaf_meta, bool* now_empty, uint64_t* freed);
   Status free_map_from(Op& op, uint64_t ino, ext2_inode& in, uint64_t from_lblk);
   // Zero bytes [size, end of its block) of a regular file's block on disk.
+  // Only for bytes past the committed end of file (a grow): a write there
+  // is invisible until the op commits.
   Status zero_block_tail(Op& op, uint64_t ino, ext2_inode& in, uint64_t size);
   Status collect_groups(Op& op, uint64_t ino, uint64_t blk, int depth, uint64_t first_lblk, uint64_t from_lblk,
                         std::set<uint32_t>* groups);

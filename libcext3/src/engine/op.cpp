@@ -220,10 +220,19 @@ Status Op::end(Status body) {
     has_mu_ = false;
   }
   Status s = std::move(body);
-  if ((fs_.sync_ops() && changed()) || big) {
+  const bool zero_tail = s.ok() && !retry_ && tail_block_ != 0;
+  if ((fs_.sync_ops() && changed()) || big || zero_tail) {
     const Status c = fs_.commit_and_wait();
     if (s.ok() && !c.ok()) s = c;
   }
+  if (zero_tail && s.ok()) {
+    // The shrink is durable; the bytes past the new end are no one's data
+    // now, and no other op can reach this block while we hold the inode.
+    const Status z = fs_.zero_committed_tail(tail_block_, tail_offset_);
+    if (!z.ok()) s = z;
+  }
+  tail_block_ = 0;
+  tail_offset_ = 0;
   unlock_all(true);
   changed_res_.clear();
   data_written_ = false;
