@@ -82,7 +82,11 @@ namespace cext3::engine {
 using ResKey = uint64_t;
 // kXab: a shared xattr block ("xab:<block>"): it may be referenced by
 // inodes of many inode-table blocks, so it has its own lock.
-enum class ResKind : uint8_t { kSb = 1, kGdt = 2, kGrp = 3, kItb = 4, kOrph = 5, kXab = 6 };
+// kRename: one cluster-wide lock every rename across directories takes in
+// EX, as the kernel's s_vfs_rename_mutex and OCFS2's rename lock: the
+// "not into its own subtree" check is only exact if no other node moves a
+// directory at the same time.
+enum class ResKind : uint8_t { kSb = 1, kGdt = 2, kGrp = 3, kItb = 4, kOrph = 5, kXab = 6, kRename = 7 };
 inline ResKey res_key(ResKind k, uint64_t id) { return (uint64_t(k) << 56) | (id & ((1ull << 56) - 1)); }
 inline ResKind res_kind(ResKey r) { return ResKind(r >> 56); }
 inline uint64_t res_id(ResKey r) { return r & ((1ull << 56) - 1); }
@@ -90,8 +94,9 @@ inline ResKey itb_key(uint64_t inode_table_block) { return res_key(ResKind::kItb
 inline ResKey grp_key(uint32_t group) { return res_key(ResKind::kGrp, group); }
 inline ResKey gdt_key(uint64_t gdt_block) { return res_key(ResKind::kGdt, gdt_block); }
 inline ResKey sb_key() { return res_key(ResKind::kSb, 0); }
+inline ResKey rename_key() { return res_key(ResKind::kRename, 0); }
 inline ResKey xab_key(uint64_t xattr_block) { return res_key(ResKind::kXab, xattr_block); }
-// "itb:1234", "grp:3", "gdt:2", "sb", "orph:1" (docs/ENGINE.md).
+// "itb:1234", "grp:3", "gdt:2", "sb", "orph:1", "rename" (docs/ENGINE.md).
 std::string resource_name(ResKey r);
 // Inverse of resource_name; false for a name the engine does not use.
 bool parse_resource_name(const std::string& name, ResKey* out);

@@ -33,12 +33,11 @@
 //
 // What this file needs from the core that engine_impl.h does not offer yet
 // (asked for in the report to the lead):
-//  1. A cluster-wide rename lock (e.g. ResKind::kRename, resource "rename",
-//     EX) for renames of a directory across directories. Without it the
-//     "not into its own subtree" check below is exact on one node (ops are
-//     serialized by mu_), but two nodes renaming directories into each
-//     other at once could both pass it and detach a subtree. The kernel
-//     serializes these with s_vfs_rename_mutex, OCFS2 with its rename lock.
+//  1. (done) Every rename across directories takes the cluster-wide
+//     "rename" lock in EX, so the "not into its own subtree" check below is
+//     exact across nodes too, not only on one (where mu_ serializes ops).
+//     The kernel serializes these with s_vfs_rename_mutex, OCFS2 with its
+//     rename lock.
 //  2. Geometry::filetype (incompat "filetype"): without it the byte after
 //     name_len is the high byte of a 16-bit name_len. clusterify only
 //     converts what mke2fs -t ext3 makes, which always has filetype, so
@@ -709,6 +708,7 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
   }
 
   Op op(*this);
+  if (cross) op.want(rename_key(), LockMode::kEX);
   op.want_inode(parent, LockMode::kEX);
   op.want_inode(new_parent, LockMode::kEX);
   for (uint64_t a : chain_new) op.want_inode(a, LockMode::kPR);

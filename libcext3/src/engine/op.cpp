@@ -33,6 +33,7 @@ std::string resource_name(ResKey r) {
     case ResKind::kItb: return "itb:" + std::to_string(id);
     case ResKind::kOrph: return "orph:" + std::to_string(id);
     case ResKind::kXab: return "xab:" + std::to_string(id);
+    case ResKind::kRename: return "rename";
   }
   return "unknown:" + std::to_string(r);
 }
@@ -40,6 +41,10 @@ std::string resource_name(ResKey r) {
 bool parse_resource_name(const std::string& name, ResKey* out) {
   if (name == "sb") {
     *out = sb_key();
+    return true;
+  }
+  if (name == "rename") {
+    *out = rename_key();
     return true;
   }
   const auto colon = name.find(':');
