@@ -55,8 +55,12 @@ rc=0
 "$J" start --config "$W/missing.yaml" 2>"$W/err.log" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "missing.yaml" "$W/err.log" || fail "a missing config file is not named ($rc)"
 rc=0
-"$J" exec mkdir /x --socket "$W/x.sock" 2>"$W/err.log" || rc=$?
-[ "$rc" -eq 2 ] && grep -q "not implemented" "$W/err.log" || fail "jcoord exec must say it is not implemented ($rc)"
+"$J" exec --socket "$W/x.sock" mkdir /x 2>"$W/err.log" || rc=$?
+[ "$rc" -eq 1 ] && grep -q "is the node running" "$W/err.log" || fail "exec without a node: $rc $(cat "$W/err.log")"
+rc=0
+"$J" exec --socket "$W/x.sock" frobnicate /x 2>"$W/err.log" || rc=$?
+[ "$rc" -eq 1 ] || [ "$rc" -eq 2 ] || fail "exec of an unknown operation: $rc"
+[ "$(wc -l <"$W/err.log")" -eq 1 ] || fail "exec of an unknown operation: not one line: $(cat "$W/err.log")"
 rc=0
 "$J" status --socket "$W/nobody.sock" 2>"$W/err.log" || rc=$?
 [ "$rc" -eq 1 ] && grep -q "is the node running" "$W/err.log" || fail "status without a node: $rc $(cat "$W/err.log")"
