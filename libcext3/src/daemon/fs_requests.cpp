@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 
+#include "cext3/hex.h"
 #include "cext3/json.h"
 
 namespace cext3::daemon {
@@ -60,34 +61,14 @@ bool parse_time(const std::string& s, engine::Timespec* t) {
   return true;
 }
 
-std::string hex(const uint8_t* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = d[p[i] >> 4];
-    s[2 * i + 1] = d[p[i] & 15];
-  }
-  return s;
-}
+std::string hex(const uint8_t* p, size_t n) { return to_hex(p, n); }
+// "-" is the explicit empty value (an empty word cannot be sent).
 bool unhex(const std::string& s, std::vector<uint8_t>* out) {
-  if (s == "-") {  // explicit empty value
+  if (s == "-") {
     out->clear();
     return true;
   }
-  if (s.size() % 2) return false;
-  out->resize(s.size() / 2);
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < s.size(); i += 2) {
-    int a = nib(s[i]), b = nib(s[i + 1]);
-    if (a < 0 || b < 0) return false;
-    (*out)[i / 2] = static_cast<uint8_t>(a * 16 + b);
-  }
-  return true;
+  return from_hex(s, out);
 }
 
 std::string time_json(const engine::Timespec& t) {

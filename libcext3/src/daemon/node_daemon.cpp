@@ -25,6 +25,7 @@
 #include "cext3/daemon/log.h"
 #include "cext3/daemon/slot_recovery.h"
 #include "cext3/engine/filesystem.h"
+#include "cext3/hex.h"
 #include "cext3/json.h"
 #include "cext3/locks/lock_service.h"
 #include "cext3/node/cluster_disk.h"
@@ -42,31 +43,13 @@ using cluster::LocksGlobalRecord;
 using cluster::SlotLeaseRecord;
 using locks::LockMode;
 
-std::string hex(const uint8_t* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s;
-  s.reserve(n * 2);
-  for (size_t i = 0; i < n; ++i) {
-    s += d[p[i] >> 4];
-    s += d[p[i] & 15];
-  }
-  return s;
-}
+std::string hex(const uint8_t* p, size_t n) { return to_hex(p, n); }
 
 bool unhex(const std::string& s, locks::Lvb* out) {
-  if (s.size() > out->size() * 2 || s.size() % 2) return false;
+  std::vector<uint8_t> b;
+  if (s.size() > out->size() * 2 || !from_hex(s, &b)) return false;
   out->fill(0);
-  auto nib = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  for (size_t i = 0; i < s.size(); i += 2) {
-    int a = nib(s[i]), b = nib(s[i + 1]);
-    if (a < 0 || b < 0) return false;
-    (*out)[i / 2] = static_cast<uint8_t>(a * 16 + b);
-  }
+  std::copy(b.begin(), b.end(), out->begin());
   return true;
 }
 

@@ -8,6 +8,7 @@
 
 #include "cext3/daemon/control.h"
 #include "cext3/daemon/fs_requests.h"
+#include "cext3/hex.h"
 
 namespace cext3::daemon {
 namespace {
@@ -16,33 +17,8 @@ using engine::Attr;
 
 std::string enc(std::string_view s) { return pct_encode(std::string(s)); }
 
-std::string hex(const uint8_t* p, size_t n) {
-  static const char* d = "0123456789abcdef";
-  std::string s(n * 2, '0');
-  for (size_t i = 0; i < n; ++i) {
-    s[2 * i] = d[p[i] >> 4];
-    s[2 * i + 1] = d[p[i] & 15];
-  }
-  return s;
-}
-
-int nibble(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool unhex(const std::string& s, std::vector<uint8_t>* out) {
-  if (s.size() % 2) return false;
-  out->resize(s.size() / 2);
-  for (size_t i = 0; i < out->size(); ++i) {
-    const int hi = nibble(s[2 * i]), lo = nibble(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    (*out)[i] = static_cast<uint8_t>(hi * 16 + lo);
-  }
-  return true;
-}
+std::string hex(const uint8_t* p, size_t n) { return to_hex(p, n); }
+bool unhex(const std::string& s, std::vector<uint8_t>* out) { return from_hex(s, out); }
 
 engine::Timespec parse_time(const YAML::Node& n) {
   engine::Timespec t;
