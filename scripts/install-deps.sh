@@ -33,6 +33,12 @@ acl                 tests: setfacl for the corpus
 procps              tests: pkill, ps
 psmisc              tests: fuser
 xz-utils            tests: tarballs
+rsync               tests: rsync -a through the mount
+git                 tests: git add/commit/fsck through the mount
+tar                 tests: tarball extraction through the mount
+diffutils           tests: diff -r of trees
+dbench              benchmarks: mount.sh
+fio                 benchmarks: mount.sh random writes
 bc                  benchmarks: ratios
 coreutils           everything
 "
