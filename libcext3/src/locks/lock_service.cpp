@@ -9,6 +9,7 @@
 // destroys connections, so pointers gathered before poll stay valid after.
 #include "cext3/locks/lock_service.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <time.h>
@@ -23,6 +24,7 @@
 
 #include "locks/client_cache.h"
 #include "locks/master.h"
+#include "locks/plock_client.h"
 #include "cext3/node/fence.h"
 #include "locks/transport.h"
 
@@ -37,6 +39,43 @@ uint64_t now_ns() {
 
 constexpr uint64_t kReconnectDelayNs = 20'000'000;   // after a refused or broken connection
 constexpr uint64_t kShutdownFlushNs = 300'000'000;   // clean leave: time to send the releases
+// A record-lock request withdrawn on a live connection: how long to wait for
+// the master's confirmation before forgetting it locally.
+constexpr auto kPlockCancelGrace = std::chrono::milliseconds(1000);
+
+const char* plock_type_name(wire::PlockType t) {
+  switch (t) {
+    case wire::PlockType::kRead: return "read";
+    case wire::PlockType::kWrite: return "write";
+    case wire::PlockType::kUnlock: return "unlock";
+  }
+  return "?";
+}
+
+std::string plock_what(const wire::PlockEntry& e) {
+  return std::string(e.space == static_cast<uint8_t>(PlockSpace::kFlock) ? "flock" : "record lock") + " " +
+         plock_type_name(e.type) + " on inode " + std::to_string(e.ino) + " [" + std::to_string(e.start) + ", " +
+         (e.end == kPlockEof ? std::string("EOF") : std::to_string(e.end)) + "]";
+}
+
+class LockServiceImpl;
+
+// The record-lock API (plock.h) of one LockServiceImpl: a separate object
+// because LockService and Plocks both have a status().
+class PlockApi final : public Plocks {
+ public:
+  explicit PlockApi(LockServiceImpl& s) : s_(s) {}
+  Status setlk(uint64_t ino, PlockSpace space, int type, uint64_t start, uint64_t end, PlockOwner owner, bool wait,
+               std::chrono::milliseconds timeout) override;
+  Result<PlockInfo> getlk(uint64_t ino, PlockSpace space, int type, uint64_t start, uint64_t end, PlockOwner owner,
+                          std::chrono::milliseconds timeout) override;
+  Status release_owner(uint64_t ino, PlockSpace space, uint64_t owner, std::chrono::milliseconds timeout) override;
+  size_t cancel(uint64_t ino, PlockSpace space, uint64_t owner) override;
+  PlockStatus status() const override;
+
+ private:
+  LockServiceImpl& s_;
+};
 
 class LockServiceImpl final : public LockService {
  public:
@@ -54,6 +93,12 @@ class LockServiceImpl final : public LockService {
   Status unlock(const LockHandle& h) override;
   LockServiceStatus status() const override;
   void shutdown() override;
+  Plocks& plocks() override { return plock_api_; }
+
+  // Record locks (PlockApi forwards here).
+  Status plock_call(const std::shared_ptr<PlockWaiter>& w, std::chrono::milliseconds timeout);
+  size_t plock_cancel(uint64_t ino, PlockSpace space, uint64_t owner);
+  PlockStatus plock_status() const;
 
  private:
   // All below run with mu_ held.
@@ -67,6 +112,8 @@ class LockServiceImpl final : public LockService {
   void on_peer_message(net::Conn& c, const wire::Message& m);
   Status wait_for(std::unique_lock<std::mutex>& lk, const std::shared_ptr<LocalWaiter>& w,
                   std::chrono::milliseconds timeout);
+  bool master_connected() const { return mconn_ && mconn_ready_ && !mconn_->broken; }
+  void plock_withdraw(const std::shared_ptr<PlockWaiter>& w);
 
   void loop();
   void worker();
@@ -79,6 +126,8 @@ class LockServiceImpl final : public LockService {
 
   mutable std::mutex mu_;
   ClientCache cache_;
+  PlockClient plocks_;
+  PlockApi plock_api_{*this};
   std::unique_ptr<Master> master_;   // when this node is the coordinator
   MembershipView view_;
   bool have_view_ = false;
@@ -311,6 +360,7 @@ void LockServiceImpl::shutdown() {
     shut_ = true;
     stopping_ = true;
     cache_.abort_all();
+    plocks_.abort_all();
     worker_stop_ = true;
     worker_cv_.notify_all();
   }
@@ -329,7 +379,12 @@ void LockServiceImpl::shutdown() {
     ClientEffects fx;
     cache_.release_all(&fx);
     // A fenced node releases nothing: recovery of its journal does.
-    if (opts_.gate == nullptr || opts_.gate->check().ok()) apply(fx);
+    if (opts_.gate == nullptr || opts_.gate->check().ok()) {
+      apply(fx);
+      // A clean leave drops this node's record locks at the master at once
+      // (the view that shows it gone would drop them too, later).
+      for (const wire::Message& m : plocks_.release_all()) send_master(m);
+    }
     loop_stop_ = true;
     loop_stop_deadline_ = now_ns() + kShutdownFlushNs;
     if (wake_fd_ >= 0) wake();
@@ -380,7 +435,12 @@ void LockServiceImpl::master_conn_up() {
   hello.generation = opts_.generation;
   hello.epoch = mconn_epoch_;
   hello.report = cache_.report_for_new_master();
+  hello.has_plock = true;
+  hello.plock_report = plocks_.report();
   mconn_->send(hello);
+  // Unanswered record-lock requests go again, after the report and in their
+  // order; the hello made the master forget what it had of them.
+  for (const wire::Message& m : plocks_.resend()) mconn_->send(m);
 }
 
 void LockServiceImpl::maintain(uint64_t now) {
@@ -438,6 +498,10 @@ void LockServiceImpl::on_master_message(const wire::Message& m) {
       }
       apply(fx);
       return;
+    case wire::MsgType::kPlockReply:
+      if (m.epoch != view_.epoch || mconn_epoch_ != view_.epoch) return;
+      plocks_.on_reply(m);
+      return;
     default:
       return;  // not for a node
   }
@@ -470,6 +534,9 @@ void LockServiceImpl::on_peer_message(net::Conn& c, const wire::Message& m) {
     case wire::MsgType::kRequest: master_->on_request(slot, m, &out); break;
     case wire::MsgType::kDowngrade: master_->on_downgrade(slot, m, &out); break;
     case wire::MsgType::kRecoveryDone: master_->on_recovery_done(m.slot, &out); break;
+    case wire::MsgType::kPlockSet:
+    case wire::MsgType::kPlockGet:
+    case wire::MsgType::kPlockCancel: master_->on_plock(slot, m, &out); break;
     default: break;
   }
   deliver(out);
@@ -547,6 +614,148 @@ void LockServiceImpl::loop() {
     }
   }
 }
+
+
+// ---- Record locks -------------------------------------------------------
+
+void LockServiceImpl::plock_withdraw(const std::shared_ptr<PlockWaiter>& w) {
+  wire::Message m;
+  if (plocks_.cancel(w, master_connected(), &m)) send_master(m);
+}
+
+Status LockServiceImpl::plock_call(const std::shared_ptr<PlockWaiter>& w, std::chrono::milliseconds timeout) {
+  std::unique_lock lk(mu_);
+  if (stopping_)
+    return Status::FromErrno(ENOLCK, plock_what(w->lock) + ": the lock service of slot " + std::to_string(opts_.slot) +
+                                         " is shutting down");
+  send_master(plocks_.start(w));  // not connected: sent after the next hello
+  auto deadline = std::chrono::steady_clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+  bool grace_given = false;
+  bool is_unlock = w->type == wire::MsgType::kPlockSet && w->lock.type == wire::PlockType::kUnlock;
+  while (!w->done) {
+    if (w->cv.wait_until(lk, deadline) != std::cv_status::timeout || w->done) continue;
+    if (is_unlock)  // stays queued: applied once a master is reachable
+      return Status::FromErrno(ETIMEDOUT, plock_what(w->lock) + ": the lock master did not answer within " +
+                                              std::to_string(timeout.count()) +
+                                              " ms; the unlock stays queued and is applied when it is reachable");
+    if (w->type == wire::MsgType::kPlockGet) {
+      plocks_.forget(w);
+      return Status::FromErrno(ETIMEDOUT, plock_what(w->lock) + ": test not answered by the lock master within " +
+                                              std::to_string(timeout.count()) + " ms; retry later");
+    }
+    if (!w->cancelling) w->timed_out = true;
+    if (!grace_given) {
+      // Withdraw it at the master; a grant that crosses the withdrawal wins.
+      grace_given = true;
+      plock_withdraw(w);
+      deadline = std::chrono::steady_clock::now() + kPlockCancelGrace;
+      continue;
+    }
+    plocks_.forget(w);  // the master does not answer: give up locally
+    w->result = wire::PlockResult::kCancelled;
+    break;
+  }
+  if (w->aborted)
+    return Status::FromErrno(ENOLCK, plock_what(w->lock) + ": the lock service of slot " + std::to_string(opts_.slot) +
+                                         " is shutting down");
+  switch (w->result) {
+    case wire::PlockResult::kGranted: return Status::OK();
+    case wire::PlockResult::kConflict:
+      if (w->type == wire::MsgType::kPlockGet) return Status::OK();  // the answer is the conflict
+      return Status::FromErrno(EAGAIN, plock_what(w->lock) + ": another owner holds a conflicting lock; retry or wait for it");
+    case wire::PlockResult::kDeadlock:
+      return Status::FromErrno(EDEADLK, plock_what(w->lock) +
+                                            ": waiting would deadlock (an owner it waits for waits for this owner); release a lock first");
+    case wire::PlockResult::kCancelled: break;
+  }
+  if (w->timed_out)
+    return Status::FromErrno(ETIMEDOUT, plock_what(w->lock) + ": not granted within " +
+                                            std::to_string(timeout.count()) +
+                                            " ms: another owner holds it or the lock master is unreachable; retry later");
+  return Status::FromErrno(EINTR, plock_what(w->lock) + ": the wait was cancelled; nothing was locked");
+}
+
+size_t LockServiceImpl::plock_cancel(uint64_t ino, PlockSpace space, uint64_t owner) {
+  std::lock_guard lk(mu_);
+  auto ws = plocks_.waiting_sets(ino, static_cast<uint8_t>(space), owner);
+  for (const auto& w : ws) plock_withdraw(w);
+  return ws.size();
+}
+
+PlockStatus LockServiceImpl::plock_status() const {
+  std::lock_guard lk(mu_);
+  PlockStatus s;
+  plocks_.status(&s);
+  if (master_) master_->plock_status(&s);
+  return s;
+}
+
+namespace {
+
+// Checks the arguments shared by setlk and getlk and fills the request.
+Status plock_entry(uint64_t ino, PlockSpace space, int type, uint64_t start, uint64_t end, PlockOwner owner,
+                   wire::PlockEntry* e) {
+  e->ino = ino;
+  e->space = static_cast<uint8_t>(space);
+  e->owner = owner.owner;
+  e->pid = owner.pid;
+  e->start = start;
+  e->end = end;
+  if (type == F_RDLCK) e->type = wire::PlockType::kRead;
+  else if (type == F_WRLCK) e->type = wire::PlockType::kWrite;
+  else if (type == F_UNLCK) e->type = wire::PlockType::kUnlock;
+  else return Status::InvalidArgument("record lock type " + std::to_string(type) + " on inode " + std::to_string(ino) +
+                                      " is not F_RDLCK, F_WRLCK or F_UNLCK");
+  if (space != PlockSpace::kPosix && space != PlockSpace::kFlock)
+    return Status::InvalidArgument("record lock space " + std::to_string(static_cast<int>(space)) + " is unknown");
+  if (start > end)
+    return Status::InvalidArgument("record lock on inode " + std::to_string(ino) + ": start " + std::to_string(start) +
+                                   " is past end " + std::to_string(end));
+  if (space == PlockSpace::kFlock && (start != 0 || end != kPlockEof))
+    return Status::InvalidArgument("flock on inode " + std::to_string(ino) + " must cover the whole file [0, EOF]");
+  return Status::OK();
+}
+
+}  // namespace
+
+Status PlockApi::setlk(uint64_t ino, PlockSpace space, int type, uint64_t start, uint64_t end, PlockOwner owner,
+                       bool wait, std::chrono::milliseconds timeout) {
+  auto w = std::make_shared<PlockWaiter>();
+  w->type = wire::MsgType::kPlockSet;
+  CEXT3_RETURN_IF_ERROR(plock_entry(ino, space, type, start, end, owner, &w->lock));
+  w->lock.wait = wait && w->lock.type != wire::PlockType::kUnlock;
+  return s_.plock_call(w, timeout);
+}
+
+Result<PlockInfo> PlockApi::getlk(uint64_t ino, PlockSpace space, int type, uint64_t start, uint64_t end,
+                                  PlockOwner owner, std::chrono::milliseconds timeout) {
+  auto w = std::make_shared<PlockWaiter>();
+  w->type = wire::MsgType::kPlockGet;
+  CEXT3_RETURN_IF_ERROR(plock_entry(ino, space, type, start, end, owner, &w->lock));
+  if (w->lock.type == wire::PlockType::kUnlock)
+    return Status::InvalidArgument("F_GETLK on inode " + std::to_string(ino) + " needs F_RDLCK or F_WRLCK, not F_UNLCK");
+  Status st = s_.plock_call(w, timeout);
+  if (!st.ok()) return st;
+  PlockInfo info;
+  info.type = F_UNLCK;
+  if (w->result == wire::PlockResult::kConflict) {
+    info.type = w->answer.type == wire::PlockType::kWrite ? F_WRLCK : F_RDLCK;
+    info.start = w->answer.start;
+    info.end = w->answer.end;
+    info.pid = w->answer.pid;
+    info.slot = w->answer.slot;
+    info.owner = w->answer.owner;
+  }
+  return info;
+}
+
+Status PlockApi::release_owner(uint64_t ino, PlockSpace space, uint64_t owner, std::chrono::milliseconds timeout) {
+  return setlk(ino, space, F_UNLCK, 0, kPlockEof, PlockOwner{owner, 0}, false, timeout);
+}
+
+size_t PlockApi::cancel(uint64_t ino, PlockSpace space, uint64_t owner) { return s_.plock_cancel(ino, space, owner); }
+
+PlockStatus PlockApi::status() const { return s_.plock_status(); }
 
 }  // namespace
 

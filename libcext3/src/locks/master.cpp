@@ -153,6 +153,25 @@ void Master::process(const std::string& name, Resource& r, std::vector<Outgoing>
 void Master::process_all(std::vector<Outgoing>* out) {
   for (auto& [name, r] : resources_) process(name, r, out);
   drop_idle_resources();
+  plocks_.process_all(plock_gate(), out);
+}
+
+PlockGate Master::plock_gate() const {
+  PlockGate g;
+  g.ready = all_reported();
+  g.unknown_slot = unknown_.empty() ? -1 : static_cast<int64_t>(*unknown_.begin());
+  g.epoch = view_.epoch;
+  return g;
+}
+
+void Master::on_plock(uint32_t slot, const wire::Message& m, std::vector<Outgoing>* out) {
+  if (!is_live(slot) || !reported_.count(slot)) return;  // a hello must come first
+  switch (m.type) {
+    case wire::MsgType::kPlockSet: plocks_.on_set(slot, m, plock_gate(), out); break;
+    case wire::MsgType::kPlockGet: plocks_.on_get(slot, m, plock_gate(), out); break;
+    case wire::MsgType::kPlockCancel: plocks_.on_cancel(slot, m, plock_gate(), out); break;
+    default: break;
+  }
 }
 
 bool Master::idle(const Resource& r) const {
@@ -167,6 +186,7 @@ void Master::drop_idle_resources() {
 }
 
 void Master::forget_slot(uint32_t slot) {
+  plocks_.forget_slot(slot);
   for (auto& [name, r] : resources_) {
     r.granted.erase(slot);
     std::erase_if(r.queue, [&](const Waiter& w) { return w.slot == slot; });
@@ -176,6 +196,7 @@ void Master::forget_slot(uint32_t slot) {
 void Master::slot_died(uint32_t slot) {
   reported_.erase(slot);
   bool hold_back = is_unrecovered(slot);
+  plocks_.slot_died(slot, hold_back);
   for (auto& [name, r] : resources_) {
     std::erase_if(r.queue, [&](const Waiter& w) { return w.slot == slot; });
     auto g = r.granted.find(slot);
@@ -189,6 +210,7 @@ void Master::slot_died(uint32_t slot) {
 
 void Master::slot_recovered(uint32_t slot) {
   unknown_.erase(slot);
+  plocks_.slot_recovered(slot);
   for (auto& [name, r] : resources_) {
     auto g = r.granted.find(slot);
     if (g == r.granted.end() || !g->second.dead) continue;
@@ -230,6 +252,7 @@ Status Master::on_hello(const wire::Message& hello, std::vector<Outgoing>* out) 
       r.reported_max = std::max(r.reported_max, e.held);
     }
   }
+  plocks_.replace_slot(hello.slot, hello.plock_report);
   reported_.insert(hello.slot);
   wire::Message ack;
   ack.type = wire::MsgType::kHelloAck;

@@ -25,14 +25,11 @@
 #include "cext3/locks/lock_service.h"
 #include "cext3/locks/lock_types.h"
 #include "cext3/status.h"
+#include "locks/outgoing.h"
+#include "locks/plock_table.h"
 #include "locks/wire.h"
 
 namespace cext3::locks {
-
-struct Outgoing {
-  uint32_t slot = 0;
-  wire::Message msg;
-};
 
 class Master {
  public:
@@ -48,10 +45,13 @@ class Master {
   void on_request(uint32_t slot, const wire::Message& m, std::vector<Outgoing>* out);
   void on_downgrade(uint32_t slot, const wire::Message& m, std::vector<Outgoing>* out);
   void on_recovery_done(uint32_t slot, std::vector<Outgoing>* out);
+  // Record-lock requests (kPlockSet, kPlockGet, kPlockCancel): PlockTable.
+  void on_plock(uint32_t slot, const wire::Message& m, std::vector<Outgoing>* out);
   // Same epoch, new membership (deaths, joins, recoveries).
   void on_membership(const MembershipView& view, std::vector<Outgoing>* out);
 
   std::vector<MasterStatusEntry> status() const;
+  void plock_status(PlockStatus* s) const { plocks_.status(s); }
   // Sequence of the grant `slot` holds on `resource` (0 if none or reported).
   uint64_t grant_seq(uint32_t slot, const std::string& resource) const;
 
@@ -89,6 +89,7 @@ class Master {
                std::vector<Outgoing>* out);
   void process(const std::string& name, Resource& r, std::vector<Outgoing>* out);
   void process_all(std::vector<Outgoing>* out);
+  PlockGate plock_gate() const;
   void forget_slot(uint32_t slot);          // drop grants and waiters
   void slot_died(uint32_t slot);
   void slot_recovered(uint32_t slot);
@@ -101,6 +102,7 @@ class Master {
   // Dead, unrecovered slots that never reported to this master: what they
   // hold is unknown, so every resource is treated as possibly held by them.
   std::set<uint32_t> unknown_;
+  PlockTable plocks_;  // record locks: same reports, deaths and recoveries
   bool granting_started_ = false;
   uint64_t next_seq_ = 1;
 };

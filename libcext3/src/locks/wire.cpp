@@ -6,7 +6,7 @@
 namespace cext3::locks::wire {
 namespace {
 
-constexpr uint8_t kFlagTry = 1, kFlagRelease = 2, kFlagHasLvb = 4;
+constexpr uint8_t kFlagTry = 1, kFlagRelease = 2, kFlagHasLvb = 4, kFlagHasPlock = 8;
 constexpr uint8_t kEntryHolding = 1, kEntryPending = 2, kEntryPendingTry = 4;
 
 void put_u8(std::string* o, uint8_t v) { o->push_back(static_cast<char>(v)); }
@@ -66,6 +66,37 @@ class Reader {
 
 bool valid_mode(uint64_t m) { return m <= static_cast<uint64_t>(LockMode::kEX); }
 
+constexpr size_t kPlockEntryBytes = 8 + 1 + 1 + 8 + 4 + 4 + 8 + 8 + 1;
+
+void put_plock(std::string* o, const PlockEntry& e) {
+  put_u64(o, e.ino);
+  put_u8(o, e.space);
+  put_u8(o, static_cast<uint8_t>(e.type));
+  put_u64(o, e.owner);
+  put_u32(o, e.pid);
+  put_u32(o, e.slot);
+  put_u64(o, e.start);
+  put_u64(o, e.end);
+  put_u8(o, e.wait ? 1 : 0);
+}
+
+// False for values no sender produces (the frame is then refused).
+bool get_plock(Reader& r, PlockEntry* e) {
+  e->ino = r.get(8);
+  uint64_t space = r.get(1), type = r.get(1);
+  e->owner = r.get(8);
+  e->pid = static_cast<uint32_t>(r.get(4));
+  e->slot = static_cast<uint32_t>(r.get(4));
+  e->start = r.get(8);
+  e->end = r.get(8);
+  uint64_t wait = r.get(1);
+  if (space > 1 || type > static_cast<uint64_t>(PlockType::kWrite) || wait > 1 || e->start > e->end) return false;
+  e->space = static_cast<uint8_t>(space);
+  e->type = static_cast<PlockType>(type);
+  e->wait = wait == 1;
+  return true;
+}
+
 }  // namespace
 
 const char* to_string(MsgType t) {
@@ -79,6 +110,10 @@ const char* to_string(MsgType t) {
     case MsgType::kCallback: return "callback";
     case MsgType::kDowngrade: return "downgrade";
     case MsgType::kRecoveryDone: return "recovery-done";
+    case MsgType::kPlockSet: return "plock-set";
+    case MsgType::kPlockGet: return "plock-get";
+    case MsgType::kPlockCancel: return "plock-cancel";
+    case MsgType::kPlockReply: return "plock-reply";
   }
   return "unknown";
 }
@@ -87,7 +122,8 @@ void encode(const Message& m, std::string* out) {
   size_t start = out->size();
   put_u32(out, 0);  // length, patched below
   put_u8(out, static_cast<uint8_t>(m.type));
-  uint8_t flags = (m.try_only ? kFlagTry : 0) | (m.release ? kFlagRelease : 0) | (m.has_lvb ? kFlagHasLvb : 0);
+  uint8_t flags = (m.try_only ? kFlagTry : 0) | (m.release ? kFlagRelease : 0) | (m.has_lvb ? kFlagHasLvb : 0) |
+                  (m.has_plock ? kFlagHasPlock : 0);
   put_u8(out, flags);
   put_u8(out, static_cast<uint8_t>(m.mode));
   put_u32(out, m.slot);
@@ -104,6 +140,13 @@ void encode(const Message& m, std::string* out) {
     put_u8(out, static_cast<uint8_t>(e.held));
     put_u8(out, static_cast<uint8_t>(e.pending_mode));
     put_lvb(out, e.lvb);
+  }
+  if (m.has_plock) {
+    put_u64(out, m.plock_req);
+    put_u8(out, static_cast<uint8_t>(m.plock_result));
+    put_plock(out, m.plock);
+    put_u32(out, static_cast<uint32_t>(m.plock_report.size()));
+    for (const PlockEntry& e : m.plock_report) put_plock(out, e);
   }
   uint32_t body = static_cast<uint32_t>(out->size() - start - 4);
   for (int i = 0; i < 4; ++i) (*out)[start + i] = static_cast<char>(body >> (8 * i));
@@ -148,7 +191,22 @@ Result<size_t> decode(const uint8_t* buf, size_t len, Message* out) {
     e.pending_mode = static_cast<LockMode>(pend);
     m.report.push_back(std::move(e));
   }
-  if (!r.ok() || !r.done() || count == UINT64_MAX || type < 1 || type > 9 || !valid_mode(mode))
+  m.has_plock = flags & kFlagHasPlock;
+  bool plock_ok = true;
+  if (m.has_plock && r.ok() && count != UINT64_MAX) {
+    m.plock_req = r.get(8);
+    uint64_t result = r.get(1);
+    plock_ok = result <= static_cast<uint64_t>(PlockResult::kDeadlock) && get_plock(r, &m.plock);
+    m.plock_result = static_cast<PlockResult>(plock_ok ? result : 0);
+    uint64_t n = r.get(4);
+    if (r.ok() && n > body / kPlockEntryBytes) plock_ok = false;
+    for (uint64_t i = 0; plock_ok && r.ok() && i < n; ++i) {
+      PlockEntry e;
+      plock_ok = get_plock(r, &e);
+      m.plock_report.push_back(e);
+    }
+  }
+  if (!r.ok() || !r.done() || count == UINT64_MAX || !plock_ok || type < 1 || type > 13 || !valid_mode(mode))
     return Status::Corruption("malformed lock protocol frame (type " + std::to_string(type) +
                               "): the peer speaks another protocol version; restart it with this build");
   m.type = static_cast<MsgType>(type);

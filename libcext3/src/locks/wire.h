@@ -3,9 +3,13 @@
 // A frame is: u32 little-endian length of what follows, then the body:
 //   u8 type, u8 flags, u8 mode, u32 slot, u64 generation, u64 epoch,
 //   u16 resource length + bytes, [64-byte LVB if flags has kHasLvb],
-//   u16 reason length + bytes, u32 report count + entries.
+//   u16 reason length + bytes, u32 report count + entries,
+//   [record-lock section if flags has kHasPlock: u64 request id, u8 result,
+//    one record-lock entry, u32 count + record-lock entries].
 // A report entry is: u16 resource length + bytes, u8 entry flags, u8 held mode,
 //   u8 pending mode, 64-byte LVB.
+// A record-lock entry is: u64 ino, u8 space, u8 type, u64 owner, u32 pid,
+//   u32 slot, u64 start, u64 end, u8 wait.
 // Every field is present in every type (unused ones are zero) so one decoder
 // serves all; frames are small and loopback-cheap, so clarity wins over bytes.
 #pragma once
@@ -31,6 +35,12 @@ enum class MsgType : uint8_t {
   kDowngrade = 8,     // node -> master: resource, mode = new mode, release, lvb if it was EX,
                       //   generation = sequence of the last grant the node had received
   kRecoveryDone = 9,  // node -> master: slot whose journal has been replayed
+  // Record locks (plock.h): every request carries an id the reply names.
+  kPlockSet = 10,     // node -> master: plock = the lock to set (type kUnlock: unlock), wait flag
+  kPlockGet = 11,     // node -> master: plock = the lock to test
+  kPlockCancel = 12,  // node -> master: plock_req = the waiting request to withdraw
+  kPlockReply = 13,   // master -> node: plock_req, plock_result, epoch; plock = the request's lock
+                      //   (set) or the conflicting lock (get)
 };
 const char* to_string(MsgType t);
 
@@ -46,6 +56,28 @@ struct ReportEntry {
   bool operator==(const ReportEntry&) const = default;
 };
 
+// Record lock types on the wire (not the platform's F_* values).
+enum class PlockType : uint8_t { kUnlock = 0, kRead = 1, kWrite = 2 };
+enum class PlockResult : uint8_t {
+  kGranted = 0,    // set: applied; get: no conflict
+  kConflict = 1,   // set: EAGAIN; get: `plock` is the conflicting lock
+  kCancelled = 2,  // a waiting set was withdrawn (cancel) or is unknown
+  kDeadlock = 3,   // set: EDEADLK
+};
+
+// One record lock: a node's report entry, a request, or a conflicting lock.
+struct PlockEntry {
+  uint64_t ino = 0;
+  uint8_t space = 0;          // PlockSpace
+  PlockType type = PlockType::kUnlock;
+  uint64_t owner = 0;
+  uint32_t pid = 0;
+  uint32_t slot = 0;          // the holder (in a get reply); unused elsewhere
+  uint64_t start = 0, end = 0;  // inclusive
+  bool wait = false;          // a set request that may queue
+  bool operator==(const PlockEntry&) const = default;
+};
+
 struct Message {
   MsgType type = MsgType::kHello;
   uint32_t slot = 0;
@@ -59,6 +91,13 @@ struct Message {
   Lvb lvb{};
   std::string reason;
   std::vector<ReportEntry> report;
+  // Record locks: present when has_plock (the plock message types, and a
+  // hello whose node holds record locks).
+  bool has_plock = false;
+  uint64_t plock_req = 0;
+  PlockResult plock_result = PlockResult::kGranted;
+  PlockEntry plock;
+  std::vector<PlockEntry> plock_report;  // hello: the node's granted record locks
   bool operator==(const Message&) const = default;
 };
 

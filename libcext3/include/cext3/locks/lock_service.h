@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "cext3/locks/lock_types.h"
+#include "cext3/locks/plock.h"
 #include "cext3/status.h"
 
 namespace cext3::node { class FenceGate; }
@@ -112,8 +113,13 @@ class LockService {
   // Release a handle. For EX, `h.lvb` becomes the resource's value block.
   virtual Status unlock(const LockHandle& h) = 0;
 
+  // Cluster-wide record locks (fcntl and flock) for the FUSE mount
+  // (cext3/locks/plock.h). Valid as long as the service; after shutdown()
+  // every call fails with ENOLCK.
+  virtual Plocks& plocks() = 0;
+
   virtual LockServiceStatus status() const = 0;
-  // Release everything and close connections (clean leave).
+  // Release everything (record locks too) and close connections (clean leave).
   virtual void shutdown() = 0;
 };
 
