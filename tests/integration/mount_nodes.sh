@@ -25,6 +25,7 @@ PP="$BIN/cext3-plock-pingpong"
 ROUNDS=${CEXT3_PINGPONG_ROUNDS:-300}
 RECORDS=${CEXT3_APPEND_RECORDS:-150}
 jm_require_fuse
+jm_watchdog 600
 BAD=()
 bad() { echo "  FAILED: $*"; BAD+=("$*"); }
 
@@ -142,20 +143,20 @@ part_a() {
 
 # part_b NODES...: record locks across nodes.
 part_b() {
-  local nodes=("$@") a=$1 b=$2 n out pids=() want total
+  local nodes=("$@") a=$1 b=$2 n out pids=() want
   echo "== B. record locks across ${#nodes[@]} nodes"
   : >"$W/m_$a/lockfile" || bad "create lockfile"
   rm -f "$W/hold.fifo"
   mkfifo "$W/hold.fifo"
-  timeout 60 $LT hold "$W/m_$a/lockfile" <"$W/hold.fifo" >"$W/hold.out" 2>&1 &
+  timeout -k 5 60 $LT hold "$W/m_$a/lockfile" <"$W/hold.fifo" >"$W/hold.out" 2>&1 &
   local hold=$!
   exec 7>"$W/hold.fifo"
   for _ in $(seq 1 100); do grep -q held "$W/hold.out" && break; sleep 0.1; done
   if grep -q held "$W/hold.out"; then
-    out=$(timeout 20 $LT probe "$W/m_$a/lockfile" 2>&1)
+    out=$(timeout -k 5 20 $LT probe "$W/m_$a/lockfile" 2>&1)
     [ "$out" = "conflict getlk:locked" ] || bad "a second process on the holding node $a does not see the write lock ($out)"
     for n in "${nodes[@]:1}"; do
-      out=$(timeout 20 $LT probe "$W/m_$n/lockfile" 2>&1)
+      out=$(timeout -k 5 20 $LT probe "$W/m_$n/lockfile" 2>&1)
       echo "  lock held on $a, probe on $n: $out"
       [ "$out" = "conflict getlk:locked" ] || bad "record locks across nodes: a write lock held on $a is not seen on $n (F_SETLK/F_GETLK there: $out; want: conflict getlk:locked)"
     done
@@ -165,14 +166,14 @@ part_b() {
   exec 7>&-
   wait "$hold" 2>/dev/null || true
   for n in "${nodes[@]:1}"; do
-    out=$(timeout 20 $LT probe "$W/m_$n/lockfile" 2>&1)
+    out=$(timeout -k 5 20 $LT probe "$W/m_$n/lockfile" 2>&1)
     [ "$out" = "granted getlk:unlocked" ] || bad "record locks across nodes: after $a released, $n still cannot lock ($out)"
   done
 
   # O_APPEND under F_SETLKW from every node at once.
   : >"$W/m_$a/appends.log"
   for n in "${nodes[@]}"; do
-    timeout 120 $LT append "$W/m_$n/appends.log" "$n" "$RECORDS" >"$W/append_$n.log" 2>&1 &
+    timeout -k 5 120 $LT append "$W/m_$n/appends.log" "$n" "$RECORDS" >"$W/append_$n.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || bad "an appender failed or hung (exit $?): $(cat "$W"/append_*.log | head -3)"; done
@@ -197,9 +198,9 @@ EOF
   echo "  appends: $want records from ${#nodes[@]} nodes; read on $a: $(cat "$W/append_check_$a.txt")"
 
   # Lock ping-pong: within one node's mount (reference), then across nodes.
-  out=$(timeout 120 "$PP" "$W/m_$a/pp_local" "$W/m_$a/pp_local" --rounds "$ROUNDS" --timeout 20 2>&1) || bad "plock ping-pong within node $a: $out"
+  out=$(timeout -k 5 120 "$PP" "$W/m_$a/pp_local" "$W/m_$a/pp_local" --rounds "$ROUNDS" --timeout 20 2>&1) || bad "plock ping-pong within node $a: $out"
   echo "  within $a: ${out##*$'\n'}"
-  out=$(timeout 120 "$PP" "$W/m_$a/pp_$b" "$W/m_$b/pp_$b" --rounds "$ROUNDS" --timeout 20 2>&1) ||
+  out=$(timeout -k 5 120 "$PP" "$W/m_$a/pp_$b" "$W/m_$b/pp_$b" --rounds "$ROUNDS" --timeout 20 2>&1) ||
     bad "record locks across nodes: plock ping-pong between $a and $b: $(echo "$out" | tr '\n' ' ')"
   echo "  between $a and $b: ${out##*$'\n'}"
 }

@@ -19,7 +19,7 @@ if [ "$CAN_MOUNT" = 1 ]; then
   mke2fs -q -F -t ext3 -b 1024 "$W/kernel.img" "$SIZE" || fail "mke2fs of the reference image"
   cfy_mount "$W/kernel.img" ext3 || fail "loop mount of the reference image"
   rc_kernel=0
-  timeout 300 "$SUITE" "$MNT" >"$W/kernel.txt" 2>&1 || rc_kernel=$?
+  timeout -k 10 300 "$SUITE" "$MNT" >"$W/kernel.txt" 2>&1 || rc_kernel=$?
   umount "$MNT"
   tail -1 "$W/kernel.txt"
   rm -f "$W/kernel.img"
@@ -29,6 +29,7 @@ fi
 
 echo "== 2. one cext3 node's FUSE mount"
 jm_require_fuse
+jm_watchdog 600
 JC_DISK="$W/disk.img"
 jc_make_disk "$JC_DISK" 2 "$SIZE"
 # The config's `mount:` key here (the other mount tests use --mount).
@@ -36,7 +37,7 @@ JM_VIA_CONFIG=1 jm_start n1 "$W/m1"
 jm_wait_mounted "$W/m1" 30
 echo "mounted: $(jm_fstype "$W/m1")"
 rc_cext3=0
-timeout 300 "$SUITE" "$W/m1" >"$W/cext3.txt" 2>&1 || rc_cext3=$?
+timeout -k 10 300 "$SUITE" "$W/m1" >"$W/cext3.txt" 2>&1 || rc_cext3=$?
 tail -1 "$W/cext3.txt"
 jm_umount "$W/m1"
 fsck_rc=0

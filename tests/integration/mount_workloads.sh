@@ -39,7 +39,7 @@ tick
 tar -C "$TREE" --exclude="$EXCL" -cf "$W/tree.tar" . || fail "tar of $TREE"
 tock "tar of $TREE into the scratch directory"
 echo "  tarball: $(($(stat -c %s "$W/tree.tar") / 1048576)) MiB, $(tar -tf "$W/tree.tar" | wc -l) entries"
-# shellcheck disable=SC2086
+# shellcheck disable=SC2206 # DOCS is a glob
 docs=($DOCS)
 [ -e "${docs[0]}" ] || fail "no files match $DOCS"
 # One local copy of the subset (a kernel-to-kernel rsync) is the source,
@@ -59,6 +59,7 @@ if [ "${JM_ON_KERNEL:-0}" = 1 ]; then
   cfy_on_exit "umount $M 2>/dev/null"
 else
   jm_require_fuse
+  jm_watchdog 600
   JC_DISK="$W/disk.img"
   mke2fs -q -F -t ext3 -b 4096 "$JC_DISK" 512M || fail "mke2fs $JC_DISK"
   # shellcheck disable=SC2086

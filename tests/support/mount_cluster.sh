@@ -11,6 +11,9 @@
 #   jm_umount MNTDIR [SECONDS]    umount, then the node must exit 0 in time
 #   jm_umount_all                 jm_umount every mount still up
 #   jm_fstype MNTDIR              the mount's type ("" when not mounted)
+#   jm_watchdog SECONDS           after SECONDS, unmount (lazily) and kill
+#                                 every node: a hung FUSE request then fails
+#                                 with ENOTCONN instead of hanging the test
 # On exit (also on failure) every mount still up is lazily unmounted before
 # the nodes are killed, so a failing test leaves no dead mount behind.
 
@@ -74,6 +77,26 @@ jm_start() {  # NAME MNTDIR [SLOT]
   fi
   JC_PID[$1]=$!
   JM_NODE[$2]=$1
+  echo "${JC_PID[$1]} $2" >>"$W/jm_nodes.txt"
+}
+
+jm_watchdog() {  # SECONDS
+  local parent=$$ limit=$((SECONDS + $1))
+  (
+    while [ $SECONDS -lt $limit ]; do
+      kill -0 "$parent" 2>/dev/null || exit 0
+      sleep 1
+    done
+    echo "WATCHDOG: the test still runs after $1 s: unmounting and killing its nodes so it fails instead of hanging" >&2
+    [ -f "$W/jm_nodes.txt" ] || exit 0
+    while read -r pid dir; do
+      umount -l "$dir" 2>/dev/null || true
+      # Only a process that is still that jcoord (pids get reused).
+      grep -q jcoord "/proc/$pid/cmdline" 2>/dev/null && kill -9 "$pid" 2>/dev/null
+    done <"$W/jm_nodes.txt"
+  ) &
+  JM_WATCHDOG=$!
+  cfy_on_exit "kill $JM_WATCHDOG 2>/dev/null"
 }
 
 jm_wait_mounted() {  # MNTDIR [SECONDS]
