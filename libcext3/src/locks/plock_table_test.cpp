@@ -1,6 +1,8 @@
 // The master's record-lock rules, driven message by message (no sockets).
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
+
 #include "locks/master.h"
 
 using namespace cext3::locks;
@@ -298,4 +300,75 @@ TEST_CASE("plock table: a new master answers after all reports, honours them, an
   REQUIRE(to2.size() == 1);
   CHECK(to2[0].plock_req == 1);
   CHECK(to2[0].plock_result == PlockResult::kGranted);
+}
+
+TEST_CASE("plock table: random non-waiting requests agree with a byte-by-byte model", "[locks][plock]") {
+  // Model: for each owner, the lock type it holds on each of 32 bytes, and
+  // on cell 32 standing for [32, EOF] (only requests to EOF reach there). A
+  // request is granted iff no other owner holds a conflicting type on a cell
+  // of its range; then the owner's cells in the range take the new type.
+  constexpr int kBytes = 33;
+  struct ModelOwner {
+    uint32_t slot;
+    uint64_t owner;
+    PlockType bytes[kBytes];
+  };
+  std::vector<ModelOwner> owners = {{1, 1, {}}, {1, 2, {}}, {2, 1, {}}};
+  for (auto& o : owners)
+    for (auto& b : o.bytes) b = PlockType::kUnlock;
+  Master m = started({0, 1, 2});
+  uint64_t seed = 0x9E3779B97F4A7C15ull;
+  auto next = [&] {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed;
+  };
+  for (uint64_t req = 1; req <= 600; ++req) {
+    ModelOwner& o = owners[next() % owners.size()];
+    uint64_t a = next() % 32, b = next() % 32;
+    if (a > b) std::swap(a, b);
+    // One in three requests runs to end of file.
+    uint64_t end = next() % 3 == 0 ? UINT64_MAX : b;
+    PlockType t = static_cast<PlockType>(next() % 3);
+    bool want = true;
+    for (const ModelOwner& other : owners) {
+      if (&other == &o) continue;
+      for (uint64_t i = a; i < kBytes && i <= end; ++i)
+        if (other.bytes[i] != PlockType::kUnlock && t != PlockType::kUnlock &&
+            (other.bytes[i] == PlockType::kWrite || t == PlockType::kWrite))
+          want = false;
+    }
+    CAPTURE(req, o.slot, o.owner, a, end, static_cast<int>(t));
+    wire::PlockEntry e = entry(o.owner, t, a, end);
+    PlockResult got = set_now(m, o.slot, req, e);
+    REQUIRE(got == (want ? PlockResult::kGranted : PlockResult::kConflict));
+    if (want)
+      for (uint64_t i = a; i < kBytes && i <= end; ++i) o.bytes[i] = t;
+    // The table, expanded to bytes, equals the model; an owner's locks are
+    // minimal (never two of one type touching).
+    PlockStatus st;
+    m.plock_status(&st);
+    for (const ModelOwner& mo : owners) {
+      PlockType seen[kBytes];
+      for (auto& s : seen) s = PlockType::kUnlock;
+      uint64_t prev_end = 0;
+      int prev_type = -1;
+      for (const auto& h : st.master_held) {
+        if (h.lock.slot != mo.slot || h.lock.owner != mo.owner) continue;
+        PlockType ht = h.lock.type == F_WRLCK ? PlockType::kWrite : PlockType::kRead;
+        if (prev_type == static_cast<int>(ht)) CHECK(prev_end + 1 < h.lock.start);
+        prev_end = h.lock.end;
+        prev_type = static_cast<int>(ht);
+        // Only locks to EOF reach past byte 31.
+        if (h.lock.end != UINT64_MAX) REQUIRE(h.lock.end < 32);
+        REQUIRE(h.lock.start <= 32);
+        for (uint64_t i = h.lock.start; i < kBytes && i <= h.lock.end; ++i) {
+          CHECK(seen[i] == PlockType::kUnlock);  // an owner's locks are disjoint
+          seen[i] = ht;
+        }
+      }
+      for (int i = 0; i < kBytes; ++i) CHECK(seen[i] == mo.bytes[i]);
+    }
+  }
 }
