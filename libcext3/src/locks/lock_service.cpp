@@ -42,6 +42,7 @@ constexpr uint64_t kShutdownFlushNs = 300'000'000;   // clean leave: time to sen
 // A record-lock request withdrawn on a live connection: how long to wait for
 // the master's confirmation before forgetting it locally.
 constexpr auto kPlockCancelGrace = std::chrono::milliseconds(1000);
+constexpr auto kPlockMaxWait = std::chrono::milliseconds(std::chrono::hours(24 * 365 * 10));
 
 const char* plock_type_name(wire::PlockType t) {
   switch (t) {
@@ -629,7 +630,9 @@ Status LockServiceImpl::plock_call(const std::shared_ptr<PlockWaiter>& w, std::c
     return Status::FromErrno(ENOLCK, plock_what(w->lock) + ": the lock service of slot " + std::to_string(opts_.slot) +
                                          " is shutting down");
   send_master(plocks_.start(w));  // not connected: sent after the next hello
-  auto deadline = std::chrono::steady_clock::now() + std::max(timeout, std::chrono::milliseconds(0));
+  // "Forever" may come as a huge value: keep now() + timeout from overflowing.
+  timeout = std::clamp(timeout, std::chrono::milliseconds(0), kPlockMaxWait);
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   bool grace_given = false;
   bool is_unlock = w->type == wire::MsgType::kPlockSet && w->lock.type == wire::PlockType::kUnlock;
   while (!w->done) {

@@ -150,7 +150,8 @@ TEST_CASE("plock service: a blocked wait is cancelled by owner, or times out; no
   PlockCluster c(2);
   c.start_all();
   REQUIRE(wrlock(c.p(0), kA, 0, kPlockEof).ok());
-  Blocked waiter([&] { return wrlock(c.p(1), kB, 0, 0, true, 10000ms); });
+  // "Forever" as the largest timeout there is.
+  Blocked waiter([&] { return wrlock(c.p(1), kB, 0, 0, true, std::chrono::milliseconds::max()); });
   REQUIRE(eventually([&] { return c.p(0).status().master_waiting == 1; }));
   CHECK(c.p(1).cancel(kIno, PlockSpace::kPosix, kC.owner) == 0);  // other owner: nothing
   CHECK(c.p(1).cancel(kIno, PlockSpace::kPosix, kB.owner) == 1);
