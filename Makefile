@@ -7,7 +7,8 @@
 #   make bench      the benchmark scripts under scripts/bench/
 #   make crash-test the full crash-state sweeps (long; make test runs a sample)
 #   make torture    kill -9 rounds of three writing nodes: ROUNDS=N (default 50)
-#   make install    install the programs and man pages under PREFIX (default /usr/local)
+#   make install    install the programs and man pages under PREFIX (default /usr/local),
+#                   and the mount helper as /sbin/mount.cext3
 #
 # Every target first makes sure the Debian packages are there: as root it
 # installs what is missing, otherwise it prints the exact command to run.
@@ -61,6 +62,10 @@ install: release
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BUILD)/clusterify $(BUILD)/jcoord $(DESTDIR)$(PREFIX)/sbin/
 	ln -sf clusterify $(DESTDIR)$(PREFIX)/sbin/fsck.cext3
+	# mount(8) looks for its helpers in /sbin only, whatever PREFIX is.
+	install -d $(DESTDIR)/sbin
+	sed 's|@JCOORD@|$(PREFIX)/sbin/jcoord|' scripts/mount.cext3 >$(DESTDIR)/sbin/mount.cext3
+	chmod 0755 $(DESTDIR)/sbin/mount.cext3
 	for m in docs/*.8; do [ -f "$$m" ] && install -m 0644 $$m $(DESTDIR)$(PREFIX)/share/man/man8/; done; true
 	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/doc/cext3
 	sed 's|/usr/local/sbin|$(PREFIX)/sbin|' scripts/systemd/jcoord@.service >$(DESTDIR)$(PREFIX)/lib/systemd/system/jcoord@.service

@@ -168,7 +168,10 @@ int main(int argc, char** argv) {
   std::string config, socket, mount_dir;
   auto* start = app.add_subcommand("start", "run this node in the foreground until SIGTERM or `jcoord stop`");
   start->add_option("--config", config, "YAML configuration file (see docs/jcoord.yaml.example)")->required();
-  start->add_option("--mount", mount_dir, "serve the filesystem at DIR (not implemented in this build; use `jcoord exec`)");
+  std::string device_override;
+  start->add_option("--mount", mount_dir, "serve the filesystem at DIR through FUSE (overrides the config's `mount`); "
+                                          "`umount DIR` then stops the node cleanly");
+  start->add_option("--device", device_override, "the shared disk (overrides the config's `device`; mount.cext3 passes it)");
 
   bool json = false;
   auto* status = app.add_subcommand("status", "show slots, liveness, heartbeat ages, coordinator, locks, journals");
@@ -213,10 +216,10 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   if (start->parsed()) {
-    if (!mount_dir.empty())
-      return fail("--mount is not implemented in this build (the FUSE mount is not built yet; use `jcoord exec`)", kExitUsage);
     auto c = daemon::load_node_config(config);
     if (!c.ok()) return fail(c.status().message());
+    if (!mount_dir.empty()) c->mount = mount_dir;
+    if (!device_override.empty()) c->device = device_override;
     return daemon::run_node(*c);
   }
   if (recover->parsed()) return cmd_recover(device, slot, yes);

@@ -59,6 +59,8 @@ class RecordingFs final : public engine::Filesystem {
     return Status::OK();
   }
   Result<std::string> readlink(uint64_t) override { return std::string("t%x y"); }
+  Status open(uint64_t) override { return Status::OK(); }
+  Status release(uint64_t) override { return Status::OK(); }
   Result<size_t> read(uint64_t, uint64_t, std::span<uint8_t> out) override {
     const size_t n = std::min<size_t>(out.size(), 3);
     for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(0xA0 + i);
@@ -86,6 +88,7 @@ class RecordingFs final : public engine::Filesystem {
   }
   Result<engine::FsStats> statfs() override { return engine::FsStats{}; }
   void on_lock_leaving(const std::string&, locks::LockMode, locks::LockMode) override {}
+  std::vector<uint64_t> inodes_covered_by(const std::string&) override { return {}; }
   Status unmount() override { return Status::OK(); }
 };
 

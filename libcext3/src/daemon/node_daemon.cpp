@@ -4,6 +4,7 @@
 #include "cext3/daemon/node_daemon.h"
 
 #include <pthread.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <optional>
 #include <condition_variable>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -28,6 +30,7 @@
 #include "cext3/hex.h"
 #include "cext3/json.h"
 #include "cext3/locks/lock_service.h"
+#include "cext3/mount/fuse_mount.h"
 #include "cext3/node/cluster_disk.h"
 #include "cext3/node/election.h"
 #include "cext3/node/fence.h"
@@ -35,6 +38,7 @@
 #include "cext3/node/mmp.h"
 #include "cext3/node/slot_claim.h"
 #include "daemon/engine_locks.h"
+#include "daemon/mount_locks.h"
 
 namespace cext3::daemon {
 namespace {
@@ -74,6 +78,8 @@ class Node : public ControlHandler {
  private:
   Status start();
   int shut_down();
+  // Unmount (lazily if busy) and wait for the FUSE requests in flight.
+  void stop_mount();
   void on_tick(const std::vector<node::PeerState>& peers, const LocksGlobalRecord& g);
   void recovery_worker();
   void request_stop(const std::string& why);
@@ -100,6 +106,10 @@ class Node : public ControlHandler {
   std::unique_ptr<engine::LockProvider> engine_locks_;
   std::unique_ptr<engine::Filesystem> fs_;
   std::atomic<engine::Filesystem*> fs_hook_{nullptr};
+  // The FUSE mount (cfg_.mount), if any; mount_hook_ as fs_hook_.
+  std::unique_ptr<mount::RecordLocks> record_locks_;
+  std::unique_ptr<mount::FuseMount> mount_;
+  std::atomic<mount::FuseMount*> mount_hook_{nullptr};
   uint64_t start_mono_ = 0;
   std::string address_;
 
@@ -133,10 +143,17 @@ Status Node::start() {
   if (cfg_.coordination == CoordinationBackend::kEtcd)
     return Status::NotSupported(cfg_.source +
                                 ": coordination.backend etcd is not implemented in this build; use 'disk'");
-  if (!cfg_.mount.empty())
-    return Status::NotSupported(cfg_.source +
-                                ": mount is not implemented in this build (the FUSE mount is not built yet; "
-                                "use `jcoord exec`); remove the key");
+  // Checked before anything is claimed or written: a typo in the mount
+  // point must not cost a slot claim and a recovery.
+  if (!cfg_.mount.empty()) {
+    struct stat st {};
+    if (::stat(cfg_.mount.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return Status::InvalidArgument("mount point " + cfg_.mount + " is not a directory (create it, or fix `mount` in " +
+                                     cfg_.source + ")");
+    if (::access("/dev/fuse", R_OK | W_OK) != 0)
+      return Status::NotSupported("cannot use /dev/fuse: " + std::string(std::strerror(errno)) +
+                                  " (modprobe fuse; install fuse3; containers need the device passed in)");
+  }
   OpenOptions oo;
   oo.direct = true;
   auto dev = open_block_device(cfg_.device, oo);
@@ -176,6 +193,8 @@ Status Node::start() {
   // Before a lock leaves this node, the engine commits, writes in place and
   // revokes what it covers (docs/ENGINE.md, "Coherence").
   lo.before_downgrade = [this](const std::string& resource, LockMode from, LockMode to) {
+    // The kernel's caches first (queued, never blocking), then the engine.
+    if (mount::FuseMount* m = mount_hook_.load()) m->lock_leaving(resource, from, to);
     if (engine::Filesystem* fs = fs_hook_.load()) fs->on_lock_leaving(resource, from, to);
   };
   auto ls = locks::LockService::start(lo);
@@ -237,6 +256,21 @@ Status Node::start() {
   auto cs = ControlServer::start(cfg_.control_socket, *this);
   if (!cs.ok()) return cs.status();
   control_ = std::move(*cs);
+  if (!cfg_.mount.empty()) {
+    mount::FuseMountOptions fo;
+    fo.mountpoint = cfg_.mount;
+    fo.fsname = cfg_.device;
+    fo.allow_other = geteuid() == 0;
+    record_locks_ = make_mount_record_locks(locks_->plocks(), claim_.slot, std::chrono::milliseconds(
+        uint64_t{disk_->header().timing.dead_after_ms} * 4 + 10000));
+    fo.record_locks = record_locks_.get();
+    fo.on_unmounted = [this](const std::string& why) { request_stop(why); };
+    auto m = mount::FuseMount::start(*fs_, fo);
+    if (!m.ok()) return m.status().Annotate("mounting " + cfg_.mount);
+    mount_ = std::move(*m);
+    mount_hook_.store(mount_.get());
+    log_info("mounted at " + cfg_.mount);
+  }
   log_info("ready: node '" + cfg_.node_name + "' slot " + std::to_string(claim_.slot) + ", locks at " + address_ +
            ", control socket " + cfg_.control_socket + ", device " + cfg_.device);
   return Status::OK();
@@ -354,6 +388,14 @@ void Node::recovery_worker() {
   }
 }
 
+void Node::stop_mount() {
+  if (!mount_) return;
+  mount_hook_.store(nullptr);
+  mount_->stop();
+  mount_.reset();
+  log_info("unmounted " + cfg_.mount);
+}
+
 void Node::request_stop(const std::string& why) {
   std::lock_guard<std::mutex> g(mu_);
   if (!stop_requested_) stop_reason_ = why;
@@ -364,6 +406,7 @@ void Node::request_stop(const std::string& why) {
 int Node::shut_down() {
   log_info("leaving the cluster (" + stop_reason_ + ")");
   if (control_) control_->stop();
+  stop_mount();
   bool engine_clean = true;
   if (fs_) {
     // Commit, checkpoint (journal clean), fold counters - while the lock
@@ -431,6 +474,7 @@ int Node::run() {
   Status s = start();
   if (!s.ok()) {
     log_error(s.message());
+    stop_mount();
     if (fs_) {
       (void)fs_->unmount();
       fs_hook_.store(nullptr);

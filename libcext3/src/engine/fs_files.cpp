@@ -219,6 +219,13 @@ Result<size_t> EngineFs::write(uint64_t ino, uint64_t offset, std::span<const ui
       if (!inode_in_use(in)) return no_such_inode(ino);
       if (S_ISDIR(in.i_mode)) return Status::FromErrno(EISDIR, "write to directory inode " + std::to_string(ino));
       if (!S_ISREG(in.i_mode)) return Status::FromErrno(EINVAL, "write to a non-regular inode " + std::to_string(ino));
+      // As the kernel's ext3: an immutable file (the cluster's own files
+      // in /.cext3 among them) is never written; an append-only one only
+      // at its end.
+      if (in.i_flags & EXT2_IMMUTABLE_FL)
+        return Status::FromErrno(EPERM, "inode " + std::to_string(ino) + " is immutable");
+      if ((in.i_flags & EXT2_APPEND_FL) && pos != inode_size(in))
+        return Status::FromErrno(EPERM, "inode " + std::to_string(ino) + " is append-only");
       return write_data(op, ino, in, pos, data.subspan(done, len));
     });
     if (!s.ok()) return s;
@@ -236,6 +243,12 @@ Result<Attr> EngineFs::setattr(uint64_t ino, const SetAttr& ch) {
     ext2_inode in;
     CEXT3_RETURN_IF_ERROR(read_inode(op, ino, &in));
     if (!inode_in_use(in)) return no_such_inode(ino);
+    // The kernel refuses every attribute change of an immutable inode and
+    // a size change of an append-only one.
+    if (in.i_flags & EXT2_IMMUTABLE_FL)
+      return Status::FromErrno(EPERM, "inode " + std::to_string(ino) + " is immutable");
+    if (ch.size && (in.i_flags & EXT2_APPEND_FL))
+      return Status::FromErrno(EPERM, "inode " + std::to_string(ino) + " is append-only");
     if (ch.size) {
       if (S_ISDIR(in.i_mode)) return Status::FromErrno(EISDIR, "truncate of directory inode " + std::to_string(ino));
       if (!S_ISREG(in.i_mode)) return Status::FromErrno(EINVAL, "truncate of a non-regular inode " + std::to_string(ino));
