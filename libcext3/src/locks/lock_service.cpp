@@ -636,6 +636,11 @@ Status LockServiceImpl::plock_call(const std::shared_ptr<PlockWaiter>& w, std::c
   bool grace_given = false;
   bool is_unlock = w->type == wire::MsgType::kPlockSet && w->lock.type == wire::PlockType::kUnlock;
   while (!w->done) {
+    if (w->cancelling && !grace_given) {
+      // cancel() asked the master: its answer is due soon, whatever the timeout.
+      grace_given = true;
+      deadline = std::min(deadline, std::chrono::steady_clock::now() + kPlockCancelGrace);
+    }
     if (w->cv.wait_until(lk, deadline) != std::cv_status::timeout || w->done) continue;
     if (is_unlock)  // stays queued: applied once a master is reachable
       return Status::FromErrno(ETIMEDOUT, plock_what(w->lock) + ": the lock master did not answer within " +
@@ -646,9 +651,9 @@ Status LockServiceImpl::plock_call(const std::shared_ptr<PlockWaiter>& w, std::c
       return Status::FromErrno(ETIMEDOUT, plock_what(w->lock) + ": test not answered by the lock master within " +
                                               std::to_string(timeout.count()) + " ms; retry later");
     }
-    if (!w->cancelling) w->timed_out = true;
     if (!grace_given) {
       // Withdraw it at the master; a grant that crosses the withdrawal wins.
+      w->timed_out = true;
       grace_given = true;
       plock_withdraw(w);
       deadline = std::chrono::steady_clock::now() + kPlockCancelGrace;
@@ -681,7 +686,10 @@ Status LockServiceImpl::plock_call(const std::shared_ptr<PlockWaiter>& w, std::c
 size_t LockServiceImpl::plock_cancel(uint64_t ino, PlockSpace space, uint64_t owner) {
   std::lock_guard lk(mu_);
   auto ws = plocks_.waiting_sets(ino, static_cast<uint8_t>(space), owner);
-  for (const auto& w : ws) plock_withdraw(w);
+  for (const auto& w : ws) {
+    plock_withdraw(w);
+    w->cv.notify_all();  // its caller now waits at most the cancel grace
+  }
   return ws.size();
 }
 
