@@ -116,7 +116,8 @@ class Plocks {
   // `owner` on `ino` in `space` returns EINTR, unless its grant crossed the
   // cancel (then it returns OK and the lock is held). Returns how many
   // waiting requests were asked to stop; the setlk calls return on their
-  // own threads once the master confirmed.
+  // own threads once the master confirmed (at most 1 s later: then the
+  // request is forgotten locally, as after a timeout).
   virtual size_t cancel(uint64_t ino, PlockSpace space, uint64_t owner) = 0;
 
   virtual PlockStatus status() const = 0;
