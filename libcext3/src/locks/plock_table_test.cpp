@@ -175,7 +175,7 @@ TEST_CASE("plock table: F_GETLK names the conflicting holder", "[locks][plock]")
   CHECK(replies(out, 2).at(0).plock_result == PlockResult::kGranted);
 }
 
-TEST_CASE("plock table: waiters in order; a new reader does not pass a waiting writer", "[locks][plock]") {
+TEST_CASE("plock table: waiters in order, a new reader does not pass a waiting writer", "[locks][plock]") {
   Master m = started({0, 1, 2, 3});
   std::vector<Outgoing> out;
   REQUIRE(set_now(m, 1, 1, entry(1, PlockType::kRead, 0, 9)) == PlockResult::kGranted);
@@ -250,7 +250,7 @@ TEST_CASE("plock table: a cancelled waiter is answered and never granted", "[loc
   CHECK(st.master_waiting == 0);
 }
 
-TEST_CASE("plock table: a dead node's locks block until its recovery; a clean leave drops them", "[locks][plock]") {
+TEST_CASE("plock table: a dead node's locks block until its recovery, a clean leave drops them", "[locks][plock]") {
   Master m = started({0, 1, 2});
   std::vector<Outgoing> out;
   REQUIRE(set_now(m, 2, 1, entry(2, PlockType::kWrite, 0, 99)) == PlockResult::kGranted);

@@ -146,7 +146,7 @@ TEST_CASE("plock service: F_SETLKW blocks until the holder on another node unloc
   CHECK(c.p(2).status().held[0].lock.type == F_WRLCK);
 }
 
-TEST_CASE("plock service: a blocked wait is cancelled by owner, or times out; nothing is left", "[locks][plock]") {
+TEST_CASE("plock service: a blocked wait is cancelled by owner, or times out, nothing is left", "[locks][plock]") {
   PlockCluster c(2);
   c.start_all();
   REQUIRE(wrlock(c.p(0), kA, 0, kPlockEof).ok());
@@ -169,7 +169,7 @@ TEST_CASE("plock service: a blocked wait is cancelled by owner, or times out; no
   CHECK(c.p(1).status().held.empty());
 }
 
-TEST_CASE("plock service: flock and fcntl locks do not conflict; flock is whole-file", "[locks][plock]") {
+TEST_CASE("plock service: flock and fcntl locks do not conflict, flock is whole-file", "[locks][plock]") {
   PlockCluster c(2);
   c.start_all();
   REQUIRE(c.p(0).setlk(kIno, PlockSpace::kFlock, F_WRLCK, 0, kPlockEof, kA, false, 2000ms).ok());

@@ -79,7 +79,7 @@ TEST_CASE("wire: malformed frames are refused", "[locks]") {
   }
 }
 
-TEST_CASE("wire: record-lock fields and reports survive encode/decode; bad ones are refused", "[locks][plock]") {
+TEST_CASE("wire: record-lock fields and reports survive encode/decode, bad ones are refused", "[locks][plock]") {
   wire::Message m;
   m.type = wire::MsgType::kPlockReply;
   m.epoch = 3;
