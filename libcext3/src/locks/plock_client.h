@@ -3,9 +3,10 @@
 // Keeps this node's copy of the record locks the master granted to its
 // owners, and the requests the master has not answered yet. The copy changes
 // only when a reply arrives, in the master's order (the connection is
-// ordered), so it always equals what the master has applied for this slot;
-// after a coordinator change it is the node's report, and the unanswered
-// requests are sent again after the hello, in their original order.
+// ordered), so it is always a state the master had for this slot, and the
+// master's state is it plus a first part of the unanswered requests. After a
+// coordinator change it is the node's report, and all unanswered requests are
+// sent again after the hello, in their original order (docs/LOCKS.md).
 //
 // Not thread-safe: the service calls it under its mutex and carries out the
 // messages it returns.
