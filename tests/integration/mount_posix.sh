@@ -6,6 +6,9 @@
 # is printed with both results. After the node unmounts: e2fsck -fn exit 0.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cfy_setup mount-posix
+# The suite's unprivileged checks need every directory above the mounts
+# searchable by that uid; mktemp made this one 0700.
+chmod 755 "$W"
 . "$CEXT3_SRC/tests/support/jcoord_cluster.sh"
 . "$CEXT3_SRC/tests/support/mount_cluster.sh"
 SUITE="$BIN/cext3-posix-suite"
