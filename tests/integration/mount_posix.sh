@@ -55,7 +55,7 @@ def load(path):
     if not os.path.exists(path):
         return None
     for line in open(path, errors="replace"):
-        m = re.match(r"(PASS|FAIL|SKIP) (.*?)(: (.*))?$", line.rstrip("\n"))
+        m = re.match(r"(PASS|FAIL|SKIP) (.*?)( -> (.*))?$", line.rstrip("\n"))
         if m:
             out[m.group(2)] = (m.group(1), line.rstrip("\n"))
     return out

@@ -60,7 +60,11 @@ void record(bool ok, const std::string& name, const std::string& detail) {
     std::printf("PASS %s\n", name.c_str());
   } else {
     ++g_results.failed;
-    std::printf("FAIL %s: %s\n", name.c_str(), detail.c_str());
+    // " -> " separates the detail: check names themselves contain ": ".
+    if (detail.empty())
+      std::printf("FAIL %s\n", name.c_str());
+    else
+      std::printf("FAIL %s -> %s\n", name.c_str(), detail.c_str());
   }
   std::fflush(stdout);
 }
@@ -72,7 +76,7 @@ void skip(const std::string& name, const std::string& why) {
     return;
   }
   ++g_results.skipped;
-  std::printf("SKIP %s: %s\n", name.c_str(), why.c_str());
+  std::printf("SKIP %s -> %s\n", name.c_str(), why.c_str());
   std::fflush(stdout);
 }
 
@@ -508,8 +512,11 @@ void test_links_and_truncate() {
   close(fd);
   write_file(P("l/otrunc"), "longer content");
   fd = open(P("l/otrunc").c_str(), O_WRONLY | O_TRUNC);
-  check("O_TRUNC: opening truncates to 0", fd >= 0 && st_of(P("l/otrunc")).st_size == 0);
+  off_t open_size = st_of(P("l/otrunc")).st_size;
   if (fd >= 0) close(fd);
+  off_t closed_size = st_of(P("l/otrunc")).st_size;
+  check("O_TRUNC: opening truncates to 0", fd >= 0 && open_size == 0 && closed_size == 0,
+        "size " + std::to_string(open_size) + " while open, " + std::to_string(closed_size) + " after close");
   expect_errno("EISDIR: truncate(2) of a directory", truncate(P("l/s2").c_str(), 0), EISDIR);
   fd = open(P("l/otrunc").c_str(), O_WRONLY);
   expect_errno("EINVAL: ftruncate to a negative length", ftruncate(fd, -1), EINVAL);
@@ -769,7 +776,8 @@ void test_times() {
   set_past(f);
   fd = open(f.c_str(), O_WRONLY | O_TRUNC);
   close(fd);
-  check("times: O_TRUNC updates mtime", is_recent(st_of(f).st_mtim.tv_sec));
+  check("times: O_TRUNC updates mtime", is_recent(st_of(f).st_mtim.tv_sec),
+        "mtime " + tstr(st_of(f).st_mtim.tv_sec) + ", size " + std::to_string(st_of(f).st_size));
 
   // directory mtime on create, unlink, rename, mkdir, rmdir
   std::string d = P("t");
