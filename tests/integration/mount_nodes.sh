@@ -30,9 +30,11 @@ BAD=()
 bad() { echo "  FAILED: $*"; BAD+=("$*"); }
 
 cat >"$W/locktool.py" <<'EOF'
-# locktool.py hold PATH: write-lock byte 0, say "held", keep it until stdin closes.
-# locktool.py probe PATH: "conflict" or "granted" for F_SETLK on byte 0, then
-#   F_GETLK's view ("getlk:unlocked" / "getlk:locked").
+# locktool.py hold PATH: write-lock byte 0, say "held"; a line "unlock" on
+#   stdin unlocks it explicitly (then "unlocked"); at EOF it exits (the
+#   close releases whatever it still holds).
+# locktool.py probe PATH: F_GETLK's view of byte 0, then "conflict" or
+#   "granted" for F_SETLK on it (a granted lock is unlocked explicitly).
 # locktool.py append PATH TAG N: N records under F_SETLKW of the whole file.
 import fcntl, os, struct, sys
 mode, path = sys.argv[1], sys.argv[2]
@@ -40,13 +42,17 @@ if mode == "hold":
     fd = os.open(path, os.O_RDWR)
     fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
     print("held", flush=True)
-    sys.stdin.read()
+    for line in sys.stdin:
+        if line.strip() == "unlock":
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0, os.SEEK_SET)
+            print("unlocked", flush=True)
 elif mode == "probe":
     fd = os.open(path, os.O_RDWR)
     flock = struct.pack("hhqqixxxx", fcntl.F_WRLCK, os.SEEK_SET, 0, 1, 0)
     t = struct.unpack("hhqqixxxx", fcntl.fcntl(fd, fcntl.F_GETLK, flock))[0]
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0, os.SEEK_SET)
+        fcntl.lockf(fd, fcntl.LOCK_UN, 1, 0, os.SEEK_SET)
         print("granted", end=" ")
     except OSError:
         print("conflict", end=" ")
@@ -145,41 +151,67 @@ part_a() {
 part_b() {
   local nodes=("$@") a=$1 b=$2 n out pids=() want
   echo "== B. record locks across ${#nodes[@]} nodes"
-  : >"$W/m_$a/lockfile" || bad "create lockfile"
-  rm -f "$W/hold.fifo"
-  mkfifo "$W/hold.fifo"
-  timeout -k 5 60 $LT hold "$W/m_$a/lockfile" <"$W/hold.fifo" >"$W/hold.out" 2>&1 &
-  local hold=$!
-  exec 7>"$W/hold.fifo"
-  for _ in $(seq 1 100); do grep -q held "$W/hold.out" && break; sleep 0.1; done
-  if grep -q held "$W/hold.out"; then
-    out=$(timeout -k 5 20 $LT probe "$W/m_$a/lockfile" 2>&1)
+  # Fresh files per round: what one round leaves must not decide the next.
+  local k=${#nodes[@]} lf="lockfile_${#nodes[@]}"
+  touch "$W/m_$a/$lf" || bad "create $lf"
+  # hold_on NODE: a holder on NODE, its stdin on fd 7.
+  hold_on() {
+    rm -f "$W/hold.fifo"
+    mkfifo "$W/hold.fifo"
+    timeout -k 5 60 $LT hold "$W/m_$1/$lf" <"$W/hold.fifo" >"$W/hold.out" 2>&1 &
+    hold=$!
+    exec 7>"$W/hold.fifo"
+    wait_out held
+  }
+  wait_out() { for _ in $(seq 1 100); do grep -q "$1" "$W/hold.out" && return 0; sleep 0.1; done; return 1; }
+  local hold
+  if hold_on "$a"; then
+    out=$(timeout -k 5 20 $LT probe "$W/m_$a/$lf" 2>&1)
     [ "$out" = "conflict getlk:locked" ] || bad "a second process on the holding node $a does not see the write lock ($out)"
     for n in "${nodes[@]:1}"; do
-      out=$(timeout -k 5 20 $LT probe "$W/m_$n/lockfile" 2>&1)
+      out=$(timeout -k 5 20 $LT probe "$W/m_$n/$lf" 2>&1)
       echo "  lock held on $a, probe on $n: $out"
       [ "$out" = "conflict getlk:locked" ] || bad "record locks across nodes: a write lock held on $a is not seen on $n (F_SETLK/F_GETLK there: $out; want: conflict getlk:locked)"
     done
+    echo unlock >&7
+    if wait_out unlocked; then
+      for n in "${nodes[@]:1}"; do
+        out=$(timeout -k 5 20 $LT probe "$W/m_$n/$lf" 2>&1)
+        echo "  explicitly unlocked on $a, probe on $n: $out"
+        [ "$out" = "granted getlk:unlocked" ] || bad "record locks across nodes: after an explicit F_UNLCK on $a, $n still cannot lock ($out)"
+      done
+    else
+      bad "explicit unlock on $a: $(cat "$W/hold.out")"
+    fi
   else
-    bad "cannot take a write lock on $a: $(cat "$W/hold.out")"
+    bad "cannot take a write lock on $a: $(tail -1 "$W/hold.out")"
   fi
   exec 7>&-
   wait "$hold" 2>/dev/null || true
-  for n in "${nodes[@]:1}"; do
-    out=$(timeout -k 5 20 $LT probe "$W/m_$n/lockfile" 2>&1)
-    [ "$out" = "granted getlk:unlocked" ] || bad "record locks across nodes: after $a released, $n still cannot lock ($out)"
-  done
+  # A lock whose owner closes the file (here: exits) without unlocking.
+  if hold_on "$a"; then
+    exec 7>&-
+    wait "$hold" 2>/dev/null || true
+    for n in "${nodes[@]}"; do
+      out=$(timeout -k 5 20 $LT probe "$W/m_$n/$lf" 2>&1)
+      echo "  holder on $a exited without unlocking, probe on $n: $out"
+      [ "$out" = "granted getlk:unlocked" ] || bad "record locks: a lock held on $a is not released when its owner closes the file and exits: $n still sees it ($out)"
+    done
+  else
+    exec 7>&-
+    bad "cannot take a write lock on $a for the close test: $(tail -1 "$W/hold.out")"
+  fi
 
   # O_APPEND under F_SETLKW from every node at once.
-  : >"$W/m_$a/appends.log"
+  touch "$W/m_$a/appends_$k.log"
   for n in "${nodes[@]}"; do
-    timeout -k 5 120 $LT append "$W/m_$n/appends.log" "$n" "$RECORDS" >"$W/append_$n.log" 2>&1 &
+    timeout -k 5 120 $LT append "$W/m_$n/appends_$k.log" "$n" "$RECORDS" >"$W/append_$n.log" 2>&1 &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p" || bad "an appender failed or hung (exit $?): $(cat "$W"/append_*.log | head -3)"; done
   want=$((RECORDS * ${#nodes[@]}))
   for n in "${nodes[@]}"; do
-    "$PY" - "$W/m_$n/appends.log" "$RECORDS" "${nodes[@]}" >"$W/append_check_$n.txt" 2>&1 <<'EOF' ||
+    "$PY" - "$W/m_$n/appends_$k.log" "$RECORDS" "${nodes[@]}" >"$W/append_check_$n.txt" 2>&1 <<'EOF' ||
 import collections, sys
 path, n, tags = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 data = open(path, "rb").read()
