@@ -11,6 +11,7 @@
 #   jm_umount MNTDIR [SECONDS]    umount, then the node must exit 0 in time
 #   jm_umount_all                 jm_umount every mount still up
 #   jm_fstype MNTDIR              the mount's type ("" when not mounted)
+#   fail MSG                      as lib.sh's, and keeps the logs first
 #   jm_watchdog SECONDS           after SECONDS, unmount (lazily) and kill
 #                                 every node: a hung FUSE request then fails
 #                                 with ENOTCONN instead of hanging the test
@@ -18,6 +19,19 @@
 # the nodes are killed, so a failing test leaves no dead mount behind.
 
 declare -A JM_NODE=()  # mount dir -> node name
+
+# A failing mount test keeps its logs (the scratch directory itself goes).
+jm_save_logs() {
+  local keep
+  keep="$SCRATCH/logs-$(basename "$W")"
+  mkdir -p "$keep" && cp "$W"/*.log "$W"/*.txt "$W"/*.yaml "$keep"/ 2>/dev/null
+  echo "logs kept in $keep"
+}
+fail() {
+  echo "FAIL: $*"
+  jm_save_logs
+  exit 1
+}
 
 jm_fstype() { findmnt -n -o FSTYPE --mountpoint "$1" 2>/dev/null | head -1; }
 
@@ -131,6 +145,10 @@ jm_umount() {  # MNTDIR [SECONDS]
   unset "JC_PID[$n]"
   unset "JM_NODE[$d]"
   [ "$rc" = 0 ] || { tail -20 "$W/$n.log"; fail "node $n exited $rc after umount $d (want 0: a clean leave)"; }
+  # Exit 0 is not enough: an error logged while leaving means the leave was not clean.
+  if sed -n '/leaving the cluster/,$p' "$W/$n.log" | grep -q "ERROR"; then
+    fail "node $n exited 0 after umount $d but logged while leaving: $(sed -n '/leaving the cluster/,$p' "$W/$n.log" | grep -m1 ERROR)"
+  fi
 }
 
 jm_umount_all() {
