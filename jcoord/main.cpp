@@ -17,6 +17,7 @@
 #include "cext3/daemon/control.h"
 #include "cext3/daemon/node_daemon.h"
 #include "cext3/daemon/slot_recovery.h"
+#include "cext3/engine/orphans.h"
 #include "cext3/node/cluster_disk.h"
 #include "cext3/node/fence.h"
 #include "cext3/node/mmp.h"
@@ -143,8 +144,15 @@ int cmd_recover(const std::string& device, uint32_t slot, bool yes) {
     for (const auto& l : *leases)
       if (!l.ok() || l->owned || l->journal_dirty) busy = true;
   if (!busy) {
-    // Nobody else can be writing: the derived counts of every group can be
-    // made exact again (a dead node takes its unfolded deltas with it).
+    // Nobody else can be writing, so nothing is open: free every slot's
+    // orphans (files unlinked while open, left by nodes that died).
+    for (uint32_t s = 0; s < d.slot_count(); ++s) {
+      auto o = engine::free_orphans_offline(**dev, s);
+      if (!o.ok()) return fail(o.status().message());
+      if (*o) std::printf("slot %u: %zu orphans (unlinked while open) freed\n", s, *o);
+    }
+    // The derived counts of every group can be made exact again (a dead
+    // node takes its unfolded deltas with it).
     auto n = daemon::recount_all_groups(d);
     if (!n.ok()) return fail(n.status().message());
     std::printf("no slot is owned or dirty: group counts recomputed (%u descriptors corrected)\n", *n);

@@ -378,6 +378,47 @@ Result<VerifyReport> verify_cluster(BlockDevice& dev, const VerifyOptions& opts)
                 h.find(SystemFileKind::kCluster)->block_count == L.located.cluster_file.block_count,
             "cluster file holds two header copies", "unexpected size");
   }
+  // 3b. Orphan directories (made by the engine, docs/FORMAT.md): every
+  //     other entry of /.cext3 must be /.cext3/orphan.NN of an existing
+  //     slot, a directory, mode 0700, immutable. Entries in them are files
+  //     unlinked while open: legitimate until the slot's next mount or its
+  //     recovery frees them, so they are counted, not called problems.
+  {
+    auto entries = list_dir(fs, L.located.dir);
+    if (!entries.ok()) {
+      rep.problems.push_back("/.cext3 cannot be listed: " + entries.status().message());
+    } else {
+      std::vector<std::string> bad;
+      uint32_t dirs = 0;
+      size_t orphans = 0;
+      for (auto& [n, ino] : *entries) {
+        if (n == kClusterFileName || n == kHeartbeatFileName || n == kLocksFileName) continue;
+        bool is_journal = false;
+        for (uint32_t s = 0; s < h.slot_count && !is_journal; ++s) is_journal = n == journal_file_name(s);
+        if (is_journal) continue;
+        const int slot = orphan_dir_slot(n);
+        ext2_inode di;
+        const bool ok = slot >= 0 && uint32_t(slot) < h.slot_count && ext2fs_read_inode(fs, ino, &di) == 0 &&
+                        LINUX_S_ISDIR(di.i_mode) && (di.i_mode & 07777) == 0700 && (di.i_flags & EXT2_IMMUTABLE_FL);
+        if (!ok) {
+          bad.push_back(n);
+          continue;
+        }
+        ++dirs;
+        auto in = list_dir(fs, ino);
+        if (in.ok()) orphans += in->size();
+        else bad.push_back(n);
+      }
+      std::string why;
+      for (auto& b : bad) why += (why.empty() ? "" : ", ") + b;
+      check(bad.empty(), "every other /.cext3 entry is an orphan directory (orphan.NN of an existing slot, 0700, immutable)",
+            "unexpected: " + why);
+      if (dirs > 0)
+        rep.passed.push_back(std::to_string(dirs) + " orphan directories hold " + std::to_string(orphans) +
+                             " unlinked-but-open files" +
+                             (orphans ? " (freed by their slot's next mount, its recovery, or jcoord recover)" : ""));
+    }
+  }
   // 4. Journals, heartbeats, leases.
   uint32_t bad_hb = 0, bad_lease = 0;
   for (const SlotInfo& s : ci.slots) {

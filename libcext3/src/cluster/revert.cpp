@@ -169,10 +169,26 @@ Result<OfflineChangeReport> revert_cluster(BlockDevice& dev, bool dry_run, const
   std::vector<std::pair<std::string, ext2_ino_t>> entries;
   errcode_t err = ext2fs_dir_iterate(fs, o.lc.dir, 0, nullptr, collect_name, &entries);
   if (err) return ext2_status(err, "listing /.cext3");
+  // Orphan directories (made by the engine) first: a non-empty one holds
+  // files unlinked while open that no node has freed yet; removing it would
+  // lose them from e2fsck's view, so revert refuses (nothing written yet).
+  for (auto& [n, ino] : entries) {
+    if (orphan_dir_slot(n) < 0) continue;
+    auto in = list_dir(fs, ino);
+    if (!in.ok()) return in.status();
+    if (!in->empty())
+      return Status::Busy(dev.name() + ": /.cext3/" + n + " holds " + std::to_string(in->size()) +
+                          " unlinked files not yet freed (a node stopped uncleanly); run `jcoord recover` on the "
+                          "stopped cluster to free them, then revert again");
+  }
   for (auto& [n, ino] : entries) {
     ext2_inode inode;
     err = ext2fs_read_inode(fs, ino, &inode);
     if (err) return ext2_status(err, "reading /.cext3/" + n);
+    if (LINUX_S_ISDIR(inode.i_mode) && orphan_dir_slot(n) >= 0) {
+      CEXT3_RETURN_IF_ERROR(remove_orphan_dir(fs, o.lc.dir, n, ino));
+      continue;
+    }
     if (!LINUX_S_ISREG(inode.i_mode))
       return Status::Corruption(dev.name() + ": /.cext3/" + n + " is not a regular file; run clusterify verify");
     CEXT3_RETURN_IF_ERROR(remove_file(fs, o.lc.dir, n, ino));
@@ -260,6 +276,26 @@ Result<OfflineChangeReport> set_slot_count(BlockDevice& dev, uint32_t slots, uin
         << j->first_block + jblocks - 1 << "\n";
     }
   } else {
+    // The orphan directories of the slots that go: empty ones are removed,
+    // a non-empty one refuses the change (before anything is written).
+    for (uint32_t k = slots; k < old_slots; ++k) {
+      ext2_ino_t oino = 0;
+      const std::string on = orphan_dir_name(k);
+      if (ext2fs_lookup(fs, o.lc.dir, on.c_str(), int(on.size()), nullptr, &oino) != 0) continue;
+      auto in = list_dir(fs, oino);
+      if (!in.ok()) return in.status();
+      if (!in->empty())
+        return Status::Busy(dev.name() + ": /.cext3/" + on + " holds " + std::to_string(in->size()) +
+                            " unlinked files not yet freed (a node stopped uncleanly); run `jcoord recover` on the "
+                            "stopped cluster to free them, then change the slot count again");
+    }
+    for (uint32_t k = slots; k < old_slots; ++k) {
+      ext2_ino_t oino = 0;
+      const std::string on = orphan_dir_name(k);
+      if (ext2fs_lookup(fs, o.lc.dir, on.c_str(), int(on.size()), nullptr, &oino) != 0) continue;
+      CEXT3_RETURN_IF_ERROR(remove_orphan_dir(fs, o.lc.dir, on, oino));
+      s << "  removed " << on << " (inode " << oino << ")\n";
+    }
     for (uint32_t k = slots; k < old_slots; ++k) {
       const SystemFileExtent* j = h.find(SystemFileKind::kJournal, k);
       if (!j) continue;

@@ -228,6 +228,37 @@ Status remove_file(ext2_filsys fs, ext2_ino_t dir, const std::string& name, ext2
   return release_inode(fs, ino, false, "/.cext3/" + name);
 }
 
+namespace {
+int collect_entry(ext2_dir_entry* d, int, int, char*, void* priv) {
+  std::string n(d->name, ext2fs_dirent_name_len(d));
+  if (n != "." && n != "..")
+    static_cast<std::vector<std::pair<std::string, ext2_ino_t>>*>(priv)->push_back({n, d->inode});
+  return 0;
+}
+}  // namespace
+
+Result<std::vector<std::pair<std::string, ext2_ino_t>>> list_dir(ext2_filsys fs, ext2_ino_t dir) {
+  std::vector<std::pair<std::string, ext2_ino_t>> v;
+  errcode_t err = ext2fs_dir_iterate(fs, dir, 0, nullptr, collect_entry, &v);
+  if (err) return ext2_status(err, "listing directory inode " + std::to_string(dir));
+  return v;
+}
+
+Status remove_orphan_dir(ext2_filsys fs, ext2_ino_t sysdir, const std::string& name, ext2_ino_t ino) {
+  errcode_t err = ext2fs_unlink(fs, sysdir, name.c_str(), ino, 0);
+  if (err) return ext2_status(err, "removing the entry /.cext3/" + name);
+  CEXT3_RETURN_IF_ERROR(release_inode(fs, ino, true, "/.cext3/" + name));
+  // /.cext3 loses the ".." link the directory held.
+  ext2_inode sd;
+  err = ext2fs_read_inode(fs, sysdir, &sd);
+  if (!err) {
+    if (sd.i_links_count > 2) --sd.i_links_count;
+    err = ext2fs_write_inode(fs, sysdir, &sd);
+  }
+  if (err) return ext2_status(err, "updating the link count of /.cext3");
+  return Status::OK();
+}
+
 Status remove_system_dir(ext2_filsys fs, ext2_ino_t dir) {
   errcode_t err = ext2fs_unlink(fs, EXT2_ROOT_INO, kSystemDirName, dir, 0);
   if (err) return ext2_status(err, "removing the entry /.cext3");

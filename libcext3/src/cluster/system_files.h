@@ -43,6 +43,12 @@ Status remove_file(ext2_filsys fs, ext2_ino_t dir, const std::string& name, ext2
 // Remove the (empty) system directory.
 Status remove_system_dir(ext2_filsys fs, ext2_ino_t dir);
 
+// The entries of directory `dir` other than "." and "..".
+Result<std::vector<std::pair<std::string, ext2_ino_t>>> list_dir(ext2_filsys fs, ext2_ino_t dir);
+// Remove the empty orphan directory `name` (inode `ino`, made by the engine
+// as /.cext3/orphan.NN) from the system directory `sysdir`.
+Status remove_orphan_dir(ext2_filsys fs, ext2_ino_t sysdir, const std::string& name, ext2_ino_t ino);
+
 // Check that inode `ino` is a regular file whose data blocks are exactly the
 // run [first, first+count) in order and whose size is count blocks.
 Status check_contiguous(ext2_filsys fs, ext2_ino_t ino, uint64_t first, uint64_t count);

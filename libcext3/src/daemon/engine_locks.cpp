@@ -18,6 +18,16 @@ class ServiceLockProvider final : public engine::LockProvider {
     return Held{h->id, h->mode, h->lvb};
   }
 
+  // A bounded wait, not try_only: try_only would fail on another node's
+  // merely cached lock (no callback is sent for it), while a normal request
+  // makes an idle holder give it up. If the wait ends first, the request
+  // stays queued at the master and its later grant is cached here.
+  Result<Held> lock_for(const std::string& resource, locks::LockMode mode, std::chrono::milliseconds wait) override {
+    auto h = s_.lock(resource, mode, wait);
+    if (!h.ok()) return h.status();
+    return Held{h->id, h->mode, h->lvb};
+  }
+
   Status unlock(const std::string& resource, const Held& h) override {
     locks::LockHandle lh;
     lh.id = h.id;

@@ -27,6 +27,7 @@
 #include "cext3/daemon/log.h"
 #include "cext3/daemon/slot_recovery.h"
 #include "cext3/engine/filesystem.h"
+#include "cext3/engine/orphans.h"
 #include "cext3/hex.h"
 #include "cext3/json.h"
 #include "cext3/locks/lock_service.h"
@@ -379,6 +380,12 @@ void Node::recovery_worker() {
                std::to_string(r->replay.blocks_replayed) + " blocks replayed in " + std::to_string(ms) +
                " ms; its locks may be granted again");
       locks_->recovery_done(slot);
+      // The dead slot's orphans (unlinked while open): freed, or adopted by
+      // this node while a live node still has them open (docs/ENGINE.md).
+      if (engine::Filesystem* fs = fs_hook_.load()) {
+        Status os = engine::adopt_orphans(*fs, slot);
+        if (!os.ok()) log_warn("orphans of slot " + std::to_string(slot) + ": " + os.message() + " (jcoord recover frees them offline)");
+      }
     } else {
       log_error("recovering slot " + std::to_string(slot) + ": " + r.status().message() + " (will retry)");
     }

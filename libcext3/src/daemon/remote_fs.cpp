@@ -150,6 +150,19 @@ Status RemoteFilesystem::rename(uint64_t parent, std::string_view name, uint64_t
   return status_call(*client_, "exec rename " + std::to_string(parent) + " " + enc(name) + " " +
                                    std::to_string(new_parent) + " " + enc(new_name) + f);
 }
+// The control-socket protocol has no open-file requests: a session holds
+// nothing open on the node, so the node's engine frees an inode at its last
+// unlink unless one of the node's own (FUSE) users has it open. open() is
+// therefore a pass-through to getattr (it fails as the engine's would when
+// the inode is not in use) and release() has nothing to give back. A client
+// that needs unlinked-but-open semantics must run in the node's process
+// (the FUSE mount does) and call engine::Filesystem::open/release there.
+Status RemoteFilesystem::open(uint64_t ino) { return getattr(ino).status(); }
+Status RemoteFilesystem::release(uint64_t ino) {
+  (void)ino;
+  return Status::OK();
+}
+
 Result<std::string> RemoteFilesystem::readlink(uint64_t ino) {
   auto n = call(*client_, "exec readlink " + std::to_string(ino));
   if (!n.ok()) return n.status();

@@ -71,6 +71,7 @@
 #include <vector>
 
 #include "cext3/cluster/header.h"
+#include "cext3/cluster/layout.h"
 #include "cext3/engine/filesystem.h"
 #include "cext3/journal.h"
 
@@ -253,6 +254,7 @@ class EngineFs final : public Filesystem {
   Status sync() override;
   Result<FsStats> statfs() override;
   void on_lock_leaving(const std::string& resource, locks::LockMode from, locks::LockMode to) override;
+  std::vector<uint64_t> inodes_covered_by(const std::string& resource) override;
   Status unmount() override;
 
   // --- Filesystem: namespace (fs_namespace.cpp)
@@ -270,6 +272,45 @@ class EngineFs final : public Filesystem {
   Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
                 uint32_t flags) override;
   Result<std::string> readlink(uint64_t ino) override;
+
+  // --- Filesystem: open files (orphan.cpp)
+  Status open(uint64_t ino) override;
+  Status release(uint64_t ino) override;
+
+  // ================================================================ orphans
+  // docs/ENGINE.md "Orphans". An inode whose last name goes is linked into
+  // this slot's orphan directory (/.cext3/orphan.NN, entry named by its
+  // inode number) in the same op, then freed by free_orphan once
+  // `open:<ino>` EX is granted (no node holds it open: an open holds PR).
+  //
+  // This slot's orphan directory (0: none; a read-only mount).
+  uint64_t orphan_dir() const { return orphan_dir_; }
+  // mu_ held (inside an op): `ino` is in this slot's orphan directory.
+  bool is_local_orphan(uint64_t ino) const { return orphans_.count(ino) != 0; }
+  // mu_ held (inside an op): `ino` was just linked into orphan directory `dir`.
+  void note_orphan(uint64_t dir, uint64_t ino) {
+    if (dir == orphan_dir_) orphans_.insert(ino);
+  }
+  // Not inside an op: the op that orphaned `ino` has ended; free it now
+  // unless a node holds it open (then the scan or the last release does).
+  void orphan_unlinked(uint64_t ino);
+  // A dead slot's orphans (adopt_orphans in orphans.h): each one nobody has
+  // open is freed, the others move into this slot's orphan directory.
+  Status adopt_orphans_of(uint32_t slot);
+  // One pass over this slot's orphans; `wait` bounds each open-lock try.
+  // Returns how many are left.
+  Result<size_t> scan_orphans(std::chrono::milliseconds wait);
+
+  // Directory ops behind the orphans (fs_namespace.cpp), each one op.
+  // /.cext3/orphan.NN of `slot`, made when absent and `create`; 0 if absent.
+  Result<uint64_t> find_orphan_dir(uint32_t slot, bool create);
+  // Inode numbers named in orphan directory `dir`.
+  Result<std::vector<uint64_t>> list_orphan_dir(uint64_t dir);
+  // Remove `ino`'s entry from orphan directory `dir` and free it (blocks
+  // and inode). The caller holds open:<ino> EX. False: no such entry.
+  Result<bool> free_orphan(uint64_t dir, uint64_t ino);
+  // Move `ino`'s entry from orphan directory `from` to `to`.
+  Status move_orphan(uint64_t from, uint64_t to, uint64_t ino);
 
   // ================================================================ services
   // Everything below is called inside an op's body (mu_ held, the covering
@@ -344,6 +385,12 @@ class EngineFs final : public Filesystem {
   // One block near `goal` (0: this slot's first group with space).
   // ENOSPC when no held group has a free block.
   Result<uint64_t> alloc_block(Op& op, uint64_t goal);
+  // The first free, reusable block at or after `goal` in goal's group if
+  // held, else in any group the op holds EX (0: none), without taking it.
+  // For a block that needs its own lock before it is taken (an xattr
+  // block, xab:<block>): peek, lock, retry, then check peek(op, b) == b and
+  // alloc_block(op, b) returns b. Defined in xattr_block_alloc.cpp.
+  Result<uint64_t> peek_free_block(Op& op, uint64_t goal);
   // Free `count` blocks from `first`. `metadata`: the blocks were journaled
   // (indirect, directory, xattr blocks): also revoked in the journal. Needs
   // grp:<g> EX of their group(s): call prepare_free_* first.
@@ -494,6 +541,37 @@ class EngineFs final : public Filesystem {
 
   // --- own group locks and the slot's own groups
   std::vector<uint32_t> own_groups_;
+
+  // --- open files and orphans (orphan.cpp)
+  // Try to free orphan `ino` of directory `dir`: open:<ino> EX within `wait`.
+  // *freed false when some node holds it open.
+  Status try_free_orphan(uint64_t dir, uint64_t ino, std::chrono::milliseconds wait, bool* freed);
+  Status start_orphans();  // at mount: find/make the directory, free its leftovers, start the scan
+  void stop_orphan_scan();
+  void orphan_scan_main();
+  bool open_locally(uint64_t ino);
+  struct OpenFile {
+    uint32_t count = 0;        // local open()s not yet released
+    bool locking = false;      // the first open is taking open:<ino> PR
+    LockProvider::Held held;   // that PR
+  };
+  std::mutex open_mu_;         // not held with mu_ or across cluster lock waits
+  std::condition_variable open_cv_;
+  std::unordered_map<uint64_t, OpenFile> open_files_;
+  uint64_t orphan_dir_ = 0;
+  std::set<uint64_t> orphans_;  // under mu_: entries of this slot's orphan directory
+ public:
+  size_t orphans_at_mount() const { return orphans_at_mount_; }
+ private:
+  size_t orphans_at_mount_ = 0;  // left from the slot's previous life
+  std::thread orphan_thread_;
+  std::mutex orphan_scan_mu_;
+  std::condition_variable orphan_scan_cv_;
+  bool stop_orphan_scan_ = false;
 };
+
+// "open:<ino>": held PR by every node with the inode open (not an Op
+// resource: held across ops, never cached blocks).
+std::string open_resource(uint64_t ino);
 
 }  // namespace cext3::engine

@@ -50,7 +50,9 @@ EngineFs::EngineFs(BlockDevice& dev, const MountOptions& opts) : dev_(dev), opts
 EngineFs::~EngineFs() {
   // Without unmount() this is a crash as far as the disk is concerned: the
   // running transaction is committed (what was acknowledged stays), the
-  // journal stays dirty and a replay finishes the job.
+  // journal stays dirty and a replay finishes the job. Orphans stay in the
+  // slot's orphan directory for the recovery (or the next mount) to free.
+  stop_orphan_scan();
   stop_commit_thread();
   if (mounted_ && journal_) (void)commit_and_wait();
 }
@@ -69,7 +71,11 @@ Result<std::unique_ptr<Filesystem>> Filesystem::mount(BlockDevice& dev, const Mo
     return Status::InvalidArgument("mount: MountOptions::locks is required (make_local_lock_provider() offline)");
   auto fs = std::make_unique<EngineFs>(dev, opts);
   CEXT3_RETURN_IF_ERROR(fs->load());
-  if (!opts.read_only) fs->commit_thread_ = std::thread([p = fs.get()] { p->commit_thread_main(); });
+  if (!opts.read_only) {
+    fs->commit_thread_ = std::thread([p = fs.get()] { p->commit_thread_main(); });
+    // The slot's orphan directory, its leftovers freed, the scan started.
+    CEXT3_RETURN_IF_ERROR(fs->start_orphans());
+  }
   return std::unique_ptr<Filesystem>(fs.release());
 }
 
@@ -246,6 +252,18 @@ Status EngineFs::fold_counters() {
 
 Status EngineFs::unmount() {
   if (!mounted_) return Status::OK();
+  stop_orphan_scan();
+  // Open files the caller did not release: nothing is open after unmount.
+  std::unordered_map<uint64_t, OpenFile> still_open;
+  {
+    std::lock_guard<std::mutex> g(open_mu_);
+    still_open.swap(open_files_);
+  }
+  for (auto& [ino, f] : still_open)
+    if (f.count > 0) (void)opts_.locks->unlock(open_resource(ino), f.held);
+  // A last try at the orphans; what another node still has open stays in
+  // the orphan directory for this slot's next mount (docs/ENGINE.md).
+  if (journal_ && orphan_dir_ != 0) CEXT3_RETURN_IF_ERROR(scan_orphans(std::chrono::milliseconds(200)).status());
   stop_commit_thread();
   if (!journal_) {
     mounted_ = false;

@@ -22,8 +22,12 @@
 //    checks this on a two-level index made by e2fsck -D);
 //  * link counts as ext3 keeps them (no dir_nlink): a directory has 2 + its
 //    subdirectories, EXT3_LINK_MAX (32000) is the limit (EMLINK);
-//  * removing the last link frees the inode and its blocks at once: this
-//    engine version does not track open files (no orphan list yet).
+//  * removing the last link does not free the inode in the same op: it is
+//    linked into this slot's orphan directory (/.cext3/orphan.NN, named by
+//    its inode number) in the same transaction, and freed by a following op
+//    once no node holds it open (orphan.cpp, docs/ENGINE.md "Orphans"). An
+//    orphan is valid ext3 at every point: one name (the orphan entry), so
+//    i_links_count 1 (a directory: 2, its ".." naming the orphan directory).
 //
 // Errors are what the kernel's ext3 returns (EEXIST, ENOENT, ENOTDIR,
 // EISDIR, ENOTEMPTY, ENAMETOOLONG, EMLINK, EPERM for immutable/append-only
@@ -399,7 +403,7 @@ struct NewObject {
 // and the name, make room for the entry, take the reserved inode, fill it,
 // link it.
 static Result<Attr> create_object(EngineFs& fs, uint64_t parent, std::string_view name, const NewObject& obj,
-                                  const Caller& c, const std::string& what) {
+                                  const Caller& c, const std::string& what, bool system_dir = false) {
   CEXT3_RETURN_IF_ERROR(check_valid_ino(fs, parent));
   CEXT3_RETURN_IF_ERROR(check_change_name(name, what));
   const bool is_dir = S_ISDIR(obj.mode);
@@ -426,7 +430,9 @@ static Result<Attr> create_object(EngineFs& fs, uint64_t parent, std::string_vie
     DirWork d(fs, op);
     ext2_inode pin;
     CEXT3_RETURN_IF_ERROR(read_dir_inode(fs, op, parent, &pin, what));
-    CEXT3_RETURN_IF_ERROR(check_dir_writable(pin, false, what));
+    // The engine's own directories go into the immutable /.cext3.
+    if (!system_dir) CEXT3_RETURN_IF_ERROR(check_dir_writable(pin, false, what));
+    if (fs.is_local_orphan(parent)) return err(ENOENT, what + ": the directory was removed");
     if (is_dir && pin.i_links_count >= kLinkMax)
       return err(EMLINK, what + ": the parent already has " + std::to_string(kLinkMax) + " links");
     auto existing = d.find(parent, pin, name);
@@ -493,6 +499,9 @@ static Result<Attr> create_object(EngineFs& fs, uint64_t parent, std::string_vie
         }
       }
     }
+    // An orphan directory is immutable: no user can add or remove its
+    // entries (the engine's own orphan ops do not check the flag).
+    if (system_dir) in.i_flags |= EXT2_IMMUTABLE_FL;
     CEXT3_RETURN_IF_ERROR(fs.write_inode(op, ino, in));
 
     CEXT3_RETURN_IF_ERROR(d.insert_at(parent, *slot, name, ino, file_type_for_mode(in.i_mode)));
@@ -558,6 +567,7 @@ Result<Attr> EngineFs::link(uint64_t ino, uint64_t new_parent, std::string_view 
     ext2_inode in;
     CEXT3_RETURN_IF_ERROR(read_inode(op, ino, &in));
     if (!inode_in_use(in)) return err(ENOENT, what + ": the inode is not in use");
+    if (is_local_orphan(ino)) return err(ENOENT, what + ": the inode was unlinked (it is only open)");
     if (S_ISDIR(in.i_mode)) return err(EPERM, what + ": directories cannot be hard-linked");
     if (immutable_or_append(in)) return err(EPERM, what + ": the inode is immutable or append-only");
     if (in.i_links_count >= kLinkMax)
@@ -587,6 +597,56 @@ Result<Attr> EngineFs::link(uint64_t ino, uint64_t new_parent, std::string_view 
 
 namespace {
 
+// ---------------------------------------------------------------- orphans
+// An inode losing its last name is linked into this slot's orphan
+// directory instead of being freed (docs/ENGINE.md "Orphans"). Two steps so
+// that the one that can fail for space (room in the orphan directory) runs
+// before the op changes anything else.
+std::string orphan_name(uint64_t ino) { return std::to_string(ino); }
+
+struct OrphanRoom {
+  uint64_t dir = 0;    // the orphan directory
+  ext2_inode din{};    // its inode image (written by link_orphan)
+  uint64_t pblk = 0;   // a block of it with room for the entry
+};
+
+// Needs the orphan directory's inode lock EX and op.want_alloc (it may grow).
+Result<OrphanRoom> orphan_room(EngineFs& fs, Op& op, DirWork& d, uint64_t orphan_dir, uint64_t ino) {
+  OrphanRoom r;
+  r.dir = orphan_dir;
+  CEXT3_RETURN_IF_ERROR(read_dir_inode(fs, op, orphan_dir, &r.din, "orphan directory"));
+  auto slot = d.room_for(orphan_dir, r.din, orphan_name(ino).size());
+  if (!slot.ok()) {
+    (void)fs.write_inode(op, orphan_dir, r.din);  // it may have grown
+    return slot.status().Annotate("linking inode " + std::to_string(ino) + " into the orphan directory");
+  }
+  r.pblk = *slot;
+  return r;
+}
+
+// `in` (inode `ino`) has just lost its last name: it becomes the orphan
+// entry's inode. A directory's ".." moves to the orphan directory, which
+// gains the link that ".." is. Writes both inodes.
+Status link_orphan(EngineFs& fs, Op& op, DirWork& d, OrphanRoom& r, uint64_t ino, ext2_inode& in) {
+  CEXT3_RETURN_IF_ERROR(d.insert_at(r.dir, r.pblk, orphan_name(ino), uint32_t(ino), file_type_for_mode(in.i_mode)));
+  if (S_ISDIR(in.i_mode)) {
+    auto dd = d.dotdot(ino, in);
+    if (!dd.ok()) return dd.status();
+    CEXT3_RETURN_IF_ERROR(d.retarget(ino, *dd, uint32_t(r.dir), kFtDir));
+    in.i_flags &= ~uint32_t(EXT2_INDEX_FL);
+    in.i_links_count = 2;  // "." and the orphan entry
+    r.din.i_links_count += 1;
+  } else {
+    in.i_links_count = 1;  // the orphan entry
+  }
+  in.i_ctime = fs.now();
+  CEXT3_RETURN_IF_ERROR(fs.write_inode(op, ino, in));
+  touch_dir_changed(fs, r.din);
+  CEXT3_RETURN_IF_ERROR(fs.write_inode(op, r.dir, r.din));
+  fs.note_orphan(r.dir, ino);
+  return Status::OK();
+}
+
 // unlink and rmdir: one body, `dir` says which.
 Status remove_entry(EngineFs& fs, uint64_t parent, std::string_view name, bool dir) {
   const std::string what =
@@ -595,7 +655,14 @@ Status remove_entry(EngineFs& fs, uint64_t parent, std::string_view name, bool d
   CEXT3_RETURN_IF_ERROR(check_change_name(name, what));
   Op op(fs);
   op.want_inode(parent, LockMode::kEX);
-  return fs.run_op(op, [&]() -> Status {
+  const uint64_t odir = fs.orphan_dir();
+  if (odir != 0) {
+    op.want_inode(odir, LockMode::kEX);
+    op.want_alloc(4);  // the orphan directory may grow
+  }
+  uint64_t orphaned = 0;
+  Status st = fs.run_op(op, [&]() -> Status {
+    orphaned = 0;
     DirWork d(fs, op);
     ext2_inode pin;
     CEXT3_RETURN_IF_ERROR(read_dir_inode(fs, op, parent, &pin, what));
@@ -620,22 +687,37 @@ Status remove_entry(EngineFs& fs, uint64_t parent, std::string_view name, bool d
       if (!*empty) return err(ENOTEMPTY, what);
     }
     const bool last = dir || in.i_links_count <= 1;
-    if (last) {
+    if (last && odir == 0) {
       auto r = need_free_locks(fs, op, ino, in);
       if (!r.ok()) return r.status();
       if (*r) return op.retry();
     }
 
-    // Changes from here on.
+    // Changes from here on; room for the orphan entry first (may fail).
+    std::optional<OrphanRoom> room;
+    if (last && odir != 0) {
+      auto r = orphan_room(fs, op, d, odir, ino);
+      if (!r.ok()) return r.status();
+      room = *r;
+    }
     CEXT3_RETURN_IF_ERROR(d.remove_name(parent, pin, name));
     if (dir && pin.i_links_count > 2) pin.i_links_count -= 1;  // the child's ".." is gone
     touch_dir_changed(fs, pin);
+    if (room && room->dir == parent) return Status::Corruption(what + ": the orphan directory is the parent (internal error)");
     CEXT3_RETURN_IF_ERROR(fs.write_inode(op, parent, pin));
+    if (last && room) {
+      orphaned = ino;
+      return link_orphan(fs, op, d, *room, ino, in);
+    }
     if (last) return release_inode(fs, op, ino, in);
     in.i_links_count -= 1;
     in.i_ctime = fs.now();
     return fs.write_inode(op, ino, in);
   });
+  // The name is gone (committed with the orphan entry): free it now unless
+  // some node holds it open.
+  if (st.ok() && orphaned != 0) fs.orphan_unlinked(orphaned);
+  return st;
 }
 
 }  // namespace
@@ -711,10 +793,14 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
   if (cross) op.want(rename_key(), LockMode::kEX);
   op.want_inode(parent, LockMode::kEX);
   op.want_inode(new_parent, LockMode::kEX);
+  const uint64_t odir = orphan_dir();
+  if (odir != 0) op.want_inode(odir, LockMode::kEX);
   for (uint64_t a : chain_new) op.want_inode(a, LockMode::kPR);
   for (uint64_t a : chain_old) op.want_inode(a, LockMode::kPR);
-  op.want_alloc(4);
-  return run_op(op, [&]() -> Status {
+  op.want_alloc(odir != 0 ? 8 : 4);
+  uint64_t orphaned = 0;
+  Status st = run_op(op, [&]() -> Status {
+    orphaned = 0;
     DirWork d(*this, op);
     ext2_inode pin, npin_store;
     CEXT3_RETURN_IF_ERROR(read_dir_inode(*this, op, parent, &pin, what));
@@ -821,13 +907,22 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
       if (!*empty) return err(ENOTEMPTY, what + ": the target directory is not empty");
     }
     const bool frees_dst = dst && !exchange && (dst_dir || din.i_links_count <= 1);
-    if (frees_dst) {
+    if (frees_dst && odir == 0) {
       auto r = need_free_locks(*this, op, dst, din);
       if (!r.ok()) return r.status();
       if (*r) return op.retry();
     }
 
-    // ---- changes; the only step that can fail for space comes first
+    // ---- changes; the steps that can fail for space come first (room
+    // for the replaced target's orphan entry, room for the new name)
+    std::optional<OrphanRoom> room;
+    if (frees_dst && odir != 0) {
+      if (odir == parent || odir == new_parent || odir == src || odir == dst)
+        return err(EPERM, what + ": the orphan directory is the engine's own");
+      auto r = orphan_room(*this, op, d, odir, dst);
+      if (!r.ok()) return r.status();
+      room = *r;
+    }
     const uint8_t src_ft = file_type_for_mode(sin.i_mode);
     const uint32_t t = now();
     if (exchange) {
@@ -870,12 +965,147 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
       return write_inode(op, dst, din);
     }
     if (dst) {
+      if (frees_dst && room) {
+        orphaned = dst;
+        return link_orphan(*this, op, d, *room, dst, din);
+      }
       if (frees_dst) return release_inode(*this, op, dst, din);
       din.i_links_count -= 1;
       din.i_ctime = t;
       return write_inode(op, dst, din);
     }
     return Status::OK();
+  });
+  if (st.ok() && orphaned != 0) orphan_unlinked(orphaned);
+  return st;
+}
+
+// ================================================================ orphan directories
+// The directory operations behind orphan.cpp: each is one op. The caller
+// of free_orphan holds `open:<ino>` EX (nobody has the inode open).
+
+Result<uint64_t> EngineFs::find_orphan_dir(uint32_t slot, bool create) {
+  using cluster::kSystemDirName;
+  using cluster::orphan_dir_name;
+  const std::string name = orphan_dir_name(slot);
+  auto sys = lookup(kRootIno, kSystemDirName);
+  if (!sys.ok()) return sys.status().Annotate("finding /" + std::string(kSystemDirName));
+  for (int round = 0; round < 2; ++round) {
+    auto o = lookup(sys->ino, name);
+    if (o.ok()) {
+      if (!S_ISDIR(o->mode))
+        return Status::Corruption("/" + std::string(kSystemDirName) + "/" + name +
+                                  " is not a directory; run clusterify verify");
+      return o->ino;
+    }
+    if (o.status().errno_value() != ENOENT) return o.status();
+    if (!create) return uint64_t{0};
+    NewObject obj;
+    obj.mode = S_IFDIR | 0700;
+    Caller root;
+    root.umask = 0;
+    auto made = create_object(*this, sys->ino, name, obj, root,
+                              "creating /" + std::string(kSystemDirName) + "/" + name, /*system_dir=*/true);
+    if (made.ok()) return made->ino;
+    if (made.status().errno_value() != EEXIST) return made.status();
+  }
+  return Status::Corruption("/" + std::string(kSystemDirName) + "/" + name + " keeps vanishing; run clusterify verify");
+}
+
+Result<std::vector<uint64_t>> EngineFs::list_orphan_dir(uint64_t dir) {
+  std::vector<uint64_t> out;
+  uint64_t off = 0;
+  for (;;) {
+    auto es = readdir(dir, off, 256);
+    if (!es.ok()) return es.status();
+    if (es->empty()) break;
+    for (const auto& e : *es) {
+      off = e.next_offset;
+      if (e.name == "." || e.name == "..") continue;
+      // Names are inode numbers; anything else is not ours to free.
+      uint64_t n = 0;
+      bool num = !e.name.empty() && e.name.size() < 12;
+      for (char ch : e.name) num = num && ch >= '0' && ch <= '9';
+      if (num) n = std::stoull(e.name);
+      if (num && n == e.ino) out.push_back(n);
+    }
+  }
+  return out;
+}
+
+Result<bool> EngineFs::free_orphan(uint64_t dir, uint64_t ino) {
+  const std::string what = "freeing orphan inode " + std::to_string(ino) + " of orphan directory inode " + std::to_string(dir);
+  Op op(*this);
+  op.want_inode(dir, LockMode::kEX);
+  op.want_inode(ino, LockMode::kEX);
+  bool freed = false;
+  Status s = run_op(op, [&]() -> Status {
+    freed = false;
+    DirWork d(*this, op);
+    ext2_inode din;
+    CEXT3_RETURN_IF_ERROR(read_dir_inode(*this, op, dir, &din, what));
+    auto f = d.find(dir, din, orphan_name(ino));
+    if (!f.ok()) return f.status();
+    if (!*f) {  // freed or moved by someone else meanwhile
+      if (dir == orphan_dir_) orphans_.erase(ino);
+      return Status::OK();
+    }
+    if ((*f)->inode != ino) return Status::Corruption(what + ": the entry names inode " + std::to_string((*f)->inode));
+    ext2_inode in;
+    CEXT3_RETURN_IF_ERROR(read_inode(op, ino, &in));
+    if (!inode_in_use(in))
+      return Status::Corruption(what + ": the inode is not in use; run e2fsck -f on the unmounted filesystem");
+    if (S_ISDIR(in.i_mode)) {
+      // Another node that had the directory open may have created in it
+      // after the rmdir: its entries would be lost with it. Leave it.
+      auto empty = d.is_empty(ino, in);
+      if (!empty.ok()) return empty.status();
+      if (!*empty) return err(ENOTEMPTY, what + ": the removed directory got entries while open; left in place");
+    }
+    auto r = need_free_locks(*this, op, ino, in);
+    if (!r.ok()) return r.status();
+    if (*r) return op.retry();
+    CEXT3_RETURN_IF_ERROR(d.remove_name(dir, din, orphan_name(ino)));
+    if (S_ISDIR(in.i_mode) && din.i_links_count > 2) din.i_links_count -= 1;
+    touch_dir_changed(*this, din);
+    CEXT3_RETURN_IF_ERROR(write_inode(op, dir, din));
+    CEXT3_RETURN_IF_ERROR(release_inode(*this, op, ino, in));
+    if (dir == orphan_dir_) orphans_.erase(ino);
+    freed = true;
+    return Status::OK();
+  });
+  if (!s.ok()) return s;
+  return freed;
+}
+
+Status EngineFs::move_orphan(uint64_t from, uint64_t to, uint64_t ino) {
+  const std::string what = "moving orphan inode " + std::to_string(ino) + " from orphan directory inode " +
+                           std::to_string(from) + " to " + std::to_string(to);
+  if (from == to) return Status::OK();
+  Op op(*this);
+  op.want_inode(from, LockMode::kEX);
+  op.want_inode(to, LockMode::kEX);
+  op.want_inode(ino, LockMode::kEX);
+  op.want_alloc(4);
+  return run_op(op, [&]() -> Status {
+    DirWork d(*this, op);
+    ext2_inode fin;
+    CEXT3_RETURN_IF_ERROR(read_dir_inode(*this, op, from, &fin, what));
+    auto f = d.find(from, fin, orphan_name(ino));
+    if (!f.ok()) return f.status();
+    if (!*f) return Status::OK();
+    ext2_inode in;
+    CEXT3_RETURN_IF_ERROR(read_inode(op, ino, &in));
+    if (!inode_in_use(in))
+      return Status::Corruption(what + ": the inode is not in use; run e2fsck -f on the unmounted filesystem");
+    auto room = orphan_room(*this, op, d, to, ino);
+    if (!room.ok()) return room.status();
+    CEXT3_RETURN_IF_ERROR(d.remove_name(from, fin, orphan_name(ino)));
+    if (S_ISDIR(in.i_mode) && fin.i_links_count > 2) fin.i_links_count -= 1;
+    touch_dir_changed(*this, fin);
+    CEXT3_RETURN_IF_ERROR(write_inode(op, from, fin));
+    // link_orphan sets the links (1, or 2 with ".." now naming `to`).
+    return link_orphan(*this, op, d, *room, ino, in);
   });
 }
 

@@ -33,6 +33,23 @@ uint64_t EngineFs::inode_block(uint64_t ino) const {
   return groups_[g].inode_table + index * geo_.inode_size / geo_.block_size;
 }
 
+std::vector<uint64_t> EngineFs::inodes_covered_by(const std::string& resource) {
+  ResKey res;
+  if (!parse_resource_name(resource, &res) || res_kind(res) != ResKind::kItb) return {};
+  const uint64_t block = res_id(res);
+  const uint64_t table_blocks = (uint64_t{geo_.inodes_per_group} * geo_.inode_size + geo_.block_size - 1) / geo_.block_size;
+  const uint64_t per_block = geo_.block_size / geo_.inode_size;
+  for (uint32_t g = 0; g < geo_.groups; ++g) {
+    const uint64_t t = groups_[g].inode_table;
+    if (block < t || block >= t + table_blocks) continue;
+    std::vector<uint64_t> out;
+    const uint64_t first = uint64_t{g} * geo_.inodes_per_group + (block - t) * per_block + 1;
+    for (uint64_t i = 0; i < per_block; ++i) out.push_back(first + i);
+    return out;
+  }
+  return {};
+}
+
 static uint32_t inode_offset(const EngineFs::Geometry& geo, uint64_t ino) {
   const uint64_t index = (ino - 1) % geo.inodes_per_group;
   return uint32_t((index * geo.inode_size) % geo.block_size);
@@ -122,6 +139,9 @@ Attr EngineFs::make_attr(uint64_t ino, const ext2_inode& in) const {
   a.ino = ino;
   a.mode = in.i_mode;
   a.nlink = in.i_links_count;
+  // An orphan's one name is the engine's (/.cext3/orphan.NN): to its user
+  // it has none, as an unlinked open file. (mu_ is held: called in ops.)
+  if (orphans_.count(ino) != 0) a.nlink = 0;
   a.uid = in.i_uid | (uint32_t(in.osd2.linux2.l_i_uid_high) << 16);
   a.gid = in.i_gid | (uint32_t(in.osd2.linux2.l_i_gid_high) << 16);
   a.size = inode_size(in);

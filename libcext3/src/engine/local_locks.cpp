@@ -6,8 +6,10 @@
 // holders never exceed its cached mode.
 #include "engine/local_locks.h"
 
+#include <chrono>
 #include <condition_variable>
 #include <map>
+#include <optional>
 #include <mutex>
 
 namespace cext3::engine {
@@ -40,21 +42,40 @@ class LocalProvider final : public LockProvider {
  public:
   LocalProvider(std::shared_ptr<LocalLockCluster::State> s, uint32_t node) : s_(std::move(s)), node_(node) {}
 
-  Result<Held> lock(const std::string& resource, LockMode mode) override {
+  Result<Held> lock(const std::string& resource, LockMode mode) override { return lock_until(resource, mode, {}); }
+
+  Result<Held> lock_for(const std::string& resource, LockMode mode, std::chrono::milliseconds wait) override {
+    return lock_until(resource, mode, std::chrono::steady_clock::now() + wait);
+  }
+
+  // Waits for users of the lock (here or on other nodes) until `deadline`
+  // (none: forever). Idle holders on other nodes are called back at once.
+  Result<Held> lock_until(const std::string& resource, LockMode mode,
+                          std::optional<std::chrono::steady_clock::time_point> deadline) {
     auto& st = *s_;
     std::unique_lock<std::mutex> g(st.mu);
+    auto wait = [&]() -> bool {  // false: the deadline passed
+      if (!deadline) {
+        st.cv.wait(g);
+        return true;
+      }
+      return st.cv.wait_until(g, *deadline) != std::cv_status::timeout;
+    };
+    const auto busy = [&] {
+      return Status::Busy("lock " + resource + " is in use (here or on another node) and was not granted in time");
+    };
     for (;;) {
       auto& r = st.resources[resource];
       auto& me = r.nodes[node_];
       if (r.in_callback) {
-        st.cv.wait(g);
+        if (!wait()) return busy();
         continue;
       }
       // Local conflict: an EX user excludes everyone on this node, a PR
       // user excludes an EX request.
       const bool local_conflict = me.ex_holders > 0 || (mode == LockMode::kEX && me.pr_holders > 0);
       if (local_conflict) {
-        st.cv.wait(g);
+        if (!wait()) return busy();
         continue;
       }
       if (!covers(me.cached, mode)) {
@@ -85,10 +106,10 @@ class LocalProvider final : public LockProvider {
         if (waited) {
           // Either a callback ran (re-check at once) or users must finish.
           auto& r3 = st.resources[resource];
-          bool busy = false;
+          bool in_use = false;
           for (auto& [other, h] : r3.nodes)
-            if (other != node_ && !locks::compatible(h.cached, mode) && (h.pr_holders || h.ex_holders)) busy = true;
-          if (busy) st.cv.wait(g);
+            if (other != node_ && !locks::compatible(h.cached, mode) && (h.pr_holders || h.ex_holders)) in_use = true;
+          if (in_use && !wait()) return busy();
           continue;
         }
         me.cached = mode;
@@ -131,6 +152,9 @@ class OwningProvider final : public LockProvider {
  public:
   OwningProvider() : cluster_(std::make_unique<LocalLockCluster>()), p_(cluster_->provider(0)) {}
   Result<Held> lock(const std::string& r, LockMode m) override { return p_->lock(r, m); }
+  Result<Held> lock_for(const std::string& r, LockMode m, std::chrono::milliseconds w) override {
+    return p_->lock_for(r, m, w);
+  }
   Status unlock(const std::string& r, const Held& h) override { return p_->unlock(r, h); }
 
  private:

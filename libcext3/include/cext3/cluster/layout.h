@@ -14,6 +14,12 @@ inline constexpr const char* kHeartbeatFileName = "heartbeat";
 inline constexpr const char* kLocksFileName = "locks";
 // journal.00, journal.01, ...
 std::string journal_file_name(uint32_t slot);
+// orphan.00, orphan.01, ...: a slot's orphan directory (docs/FORMAT.md),
+// made by the engine at its first mount of the slot. Entries are named by
+// inode number: inodes unlinked while still open somewhere.
+std::string orphan_dir_name(uint32_t slot);
+// The slot whose orphan directory `name` is, or -1.
+int orphan_dir_slot(const std::string& name);
 
 // Limits. 255 slots like OCFS2; a slot number fits one byte everywhere.
 inline constexpr uint32_t kMaxSlots = 255;

@@ -40,6 +40,9 @@ class RemoteFilesystem final : public engine::Filesystem {
   Status rename(uint64_t parent, std::string_view name, uint64_t new_parent, std::string_view new_name,
                 uint32_t flags = 0) override;
   Result<std::string> readlink(uint64_t ino) override;
+  // The control socket has no open files (remote_fs.cpp says what these do).
+  Status open(uint64_t ino) override;
+  Status release(uint64_t ino) override;
   Result<size_t> read(uint64_t ino, uint64_t offset, std::span<uint8_t> out) override;
   Result<size_t> write(uint64_t ino, uint64_t offset, std::span<const uint8_t> data) override;
   Result<engine::Attr> setattr(uint64_t ino, const engine::SetAttr& changes) override;
@@ -51,6 +54,7 @@ class RemoteFilesystem final : public engine::Filesystem {
   Status sync() override;
   Result<engine::FsStats> statfs() override;
   void on_lock_leaving(const std::string&, locks::LockMode, locks::LockMode) override {}
+  std::vector<uint64_t> inodes_covered_by(const std::string&) override { return {}; }
   Status unmount() override;
 
  private:

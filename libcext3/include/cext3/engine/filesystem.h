@@ -101,6 +101,14 @@ class LockProvider {
   };
   virtual ~LockProvider() = default;
   virtual Result<Held> lock(const std::string& resource, locks::LockMode mode) = 0;
+  // Like lock(), but gives up with Busy after `wait` instead of waiting
+  // for another node's (or this node's) users of the lock. Another node
+  // that only caches the lock with no user left is called back and gives
+  // it up, as for lock(). The engine's open-file locks need this: an
+  // unlinker asks `open:<ino>` EX to learn whether any node still holds the
+  // inode open (docs/ENGINE.md, "Orphans").
+  virtual Result<Held> lock_for(const std::string& resource, locks::LockMode mode,
+                                std::chrono::milliseconds wait) = 0;
   // For an EX, `lvb` becomes the resource's value block.
   virtual Status unlock(const std::string& resource, const Held& h) = 0;
 };
@@ -116,6 +124,9 @@ struct MountOptions {
   // Every operation is durable when it returns (as if followed by fsync):
   // what jcoord's `exec` needs, since it acknowledges an op only once durable.
   bool sync_ops = false;
+  // How often the orphan scan retries freeing this slot's orphans (inodes
+  // unlinked while open on some node; docs/ENGINE.md "Orphans").
+  std::chrono::milliseconds orphan_scan_interval{3000};
 };
 
 class Filesystem {
@@ -145,6 +156,11 @@ class Filesystem {
                         std::string_view new_name, uint32_t flags = 0) = 0;
   virtual Result<std::string> readlink(uint64_t ino) = 0;
 
+  // The caller (a FUSE open/create/opendir) holds `ino` open on this node until release(ino).
+  // An unlink/rmdir/rename that drops the last name of an inode open on ANY node keeps it as an orphan.
+  virtual Status open(uint64_t ino) = 0;
+  virtual Status release(uint64_t ino) = 0;   // last local release of an unlinked inode frees it (when no other node has it open)
+
   // Short reads only at end of file; holes read as zeros.
   virtual Result<size_t> read(uint64_t ino, uint64_t offset, std::span<uint8_t> out) = 0;
   // All or nothing: returns data.size() or an error (ENOSPC, EFBIG, ...).
@@ -168,6 +184,11 @@ class Filesystem {
   // `from` to `to`: commit, write in place and revoke what it covers (EX),
   // forget cached copies. Called on a lock-service thread.
   virtual void on_lock_leaving(const std::string& resource, locks::LockMode from, locks::LockMode to) = 0;
+  // The inodes whose attributes, data and directory entries `resource`
+  // covers (an itb: lock covers the inodes of one inode-table block; other
+  // resources cover none). A cache above the engine - the FUSE mount's
+  // kernel caches - forgets these when the lock leaves the node.
+  virtual std::vector<uint64_t> inodes_covered_by(const std::string& resource) = 0;
 
   // Clean unmount: commit, checkpoint the slot journal (clean, s_start 0),
   // fold counters into the group descriptors and superblock, release locks.
