@@ -375,12 +375,18 @@ TEST_CASE("engine xattr: many attributes overflow to a block, big values, the bl
   REQUIRE(blockcount_of(img, "/f") == 8);
   REQUIRE(xattr_block_of(img, "/d") != 0);
   REQUIRE(blockcount_of(img, "/d") == dir_blocks + 8);
+  // debugfs prints only short values: names and sizes from ea_list, the
+  // bytes through ea_get.
   for (int i = 0; i < 30; ++i) {
     const std::string v = i == 0 ? std::string(200, 'Z') : i == 29 ? "short" : value_of(i);
-    want.push_back("user.attr" + std::to_string(i) + " (" + std::to_string(v.size()) + ") = \"" + v + "\"");
+    want.push_back("user.attr" + std::to_string(i) + " (" + std::to_string(v.size()) + ")");
+    REQUIRE(ea_get(img, dir.path(), "/f", "user.attr" + std::to_string(i)) == bytes(v));
   }
   std::sort(want.begin(), want.end());
-  REQUIRE(ea_list(img, "/f") == want);
+  std::vector<std::string> listed;
+  for (auto& line : ea_list(img, "/f")) listed.push_back(line.substr(0, line.find(" = ")));
+  std::sort(listed.begin(), listed.end());
+  REQUIRE(listed == want);
   REQUIRE(ea_get(img, dir.path(), "/d", "user.big") == big);
   {
     auto m = mount_image(img, 0);
@@ -559,10 +565,10 @@ TEST_CASE("engine xattr: POSIX ACLs are stored in ext3's format, read back in th
     WARN("kernel loop mount not permitted (" << km.error << "): getfacl comparison skipped");
     return;
   }
-  auto r = run_command("getfacl -cn " + shell_quote(km.dir + "/f") + " 2>&1");
+  auto r = run_command("getfacl -pcn " + shell_quote(km.dir + "/f") + " 2>/dev/null");
   INFO(r.out);
   REQUIRE(r.out == "user::rw-\nuser:1000:rw-\ngroup::r--\nmask::rw-\nother::r--\n\n");
-  r = run_command("getfacl -cnd " + shell_quote(km.dir + "/d") + " 2>&1");
+  r = run_command("getfacl -pcnd " + shell_quote(km.dir + "/d") + " 2>/dev/null");
   INFO(r.out);
   REQUIRE(r.out == "user::rwx\ngroup::r-x\ngroup:4242:r-x\nmask::r-x\nother::---\n\n");
   r = run_command("stat -c %a " + shell_quote(km.dir + "/plain"));
