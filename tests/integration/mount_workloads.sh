@@ -10,25 +10,28 @@
 #     loop mount (-t ext4: the disk carries MMP) shows the same trees and
 #     git fsck passes there (skipped, said so, where mount is not permitted).
 # Sizes and times are printed. env: CEXT3_MOUNT_TREE (default /usr/include),
-# CEXT3_MOUNT_DOCS (default /usr/share/doc/[p-z]*, a glob). Debugging the
+# CEXT3_MOUNT_DOCS (default /usr/share/doc/[s-z]*, a glob). Debugging the
 # test itself: JM_ON_KERNEL=1 runs steps 1-3 on a kernel loop mount instead.
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cfy_setup mount-workloads
 . "$CEXT3_SRC/tests/support/jcoord_cluster.sh"
 . "$CEXT3_SRC/tests/support/mount_cluster.sh"
 TREE=${CEXT3_MOUNT_TREE:-/usr/include}
-DOCS=${CEXT3_MOUNT_DOCS:-/usr/share/doc/[p-z]*}
+DOCS=${CEXT3_MOUNT_DOCS:-/usr/share/doc/[s-z]*}
 CPTREE=/usr/include/linux
+GITTREE=/usr/include/x86_64-linux-gnu
 # The whole of /usr/include (6000 entries here) takes minutes through FUSE
 # on a loaded machine; tar and diff both leave out every entry with one of
-# these names (node.js, llvm and libstdc++ headers, and linux/, which the
-# cp -a and git steps use). CEXT3_MOUNT_EXCLUDE="" takes everything.
-EXCL_NAMES=${CEXT3_MOUNT_EXCLUDE-node llvm-14 llvm-c-14 c++ linux}
+# these names (node.js, llvm, libstdc++, X11 and python headers, and the
+# directories the cp -a and git steps use). CEXT3_MOUNT_EXCLUDE="" takes
+# everything.
+EXCL_NAMES=${CEXT3_MOUNT_EXCLUDE-node llvm-14 llvm-c-14 c++ X11 python3.11 linux x86_64-linux-gnu}
 TAR_EXCL=()
 DIFF_EXCL=()
 for e in $EXCL_NAMES; do TAR_EXCL+=("--exclude=$e"); DIFF_EXCL+=(-x "$e"); done
 [ -d "$TREE" ] || { echo "SKIP: no $TREE to copy"; exit 77; }
 [ -d "$CPTREE" ] || CPTREE=$TREE
+[ -d "$GITTREE" ] || GITTREE=$CPTREE
 for t in tar rsync git diff; do command -v $t >/dev/null || fail "$t is not installed (scripts/install-deps.sh)"; done
 export GIT_AUTHOR_NAME=cext3 GIT_AUTHOR_EMAIL=cext3@localhost GIT_COMMITTER_NAME=cext3 GIT_COMMITTER_EMAIL=cext3@localhost
 export GIT_CONFIG_NOSYSTEM=1 HOME="$W"
@@ -109,7 +112,7 @@ rsync -ai --dry-run "$W/docs/" "$M/rs/" >"$W/rsync2.txt" || fail "second rsync -
 
 echo "== 3. git"
 tick
-cp -r "$CPTREE" "$M/repo" || fail "cp -r for the repository"
+cp -r "$GITTREE" "$M/repo" || fail "cp -r $GITTREE for the repository"
 (
   cd "$M/repo" &&
     git init -q &&
