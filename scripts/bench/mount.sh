@@ -164,10 +164,10 @@ v() { awk -v k="$1" '$1 == k {print $2}' "$OUT" | sort -g | awk '{a[NR] = $1} EN
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
 echo "medians of $PAIRS pairs (kernel / cext3):"
-echo "  dbench $DCLIENTS clients:       $(v kernel-dbench) / $(v cext3-dbench) MB/s"
-echo "  tar -xf + sync -f:        $(v kernel-tar-sync) / $(v cext3-tar-sync) s"
-echo "  tar -xf alone:            $(v kernel-tar-only) / $(v cext3-tar-only) s"
-echo "  fio 4K randwrite+fsync:   $(v kernel-fio) / $(v cext3-fio) IOPS"
+printf '  %-26s %s / %s MB/s\n' "dbench $DCLIENTS clients:" "$(v kernel-dbench)" "$(v cext3-dbench)"
+printf '  %-26s %s / %s s\n' "tar -xf + sync -f:" "$(v kernel-tar-sync)" "$(v cext3-tar-sync)"
+printf '  %-26s %s / %s s\n' "tar -xf alone:" "$(v kernel-tar-only)" "$(v cext3-tar-only)"
+printf '  %-26s %s / %s IOPS\n' "fio 4K randwrite+fsync:" "$(v kernel-fio)" "$(v cext3-fio)"
 echo "dbench, 1 node / kernel ext3:                 $(ratio "$(v cext3-dbench)" "$(v kernel-dbench)")  (goal >= 0.5)"
 echo "tarball extraction, 1 node / kernel ext3:     $(ratio "$(v kernel-tar-sync)" "$(v cext3-tar-sync)")  (goal >= 0.5; speed = 1/time, tar -xf + sync -f)"
 echo "tar -xf alone, 1 node / kernel ext3:          $(ratio "$(v kernel-tar-only)" "$(v cext3-tar-only)")"
