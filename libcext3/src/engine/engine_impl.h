@@ -283,8 +283,13 @@ class EngineFs final : public Filesystem {
   // inode number) in the same op, then freed by free_orphan once
   // `open:<ino>` EX is granted (no node holds it open: an open holds PR).
   //
-  // This slot's orphan directory (0: none; a read-only mount).
-  uint64_t orphan_dir() const { return orphan_dir_; }
+  // This slot's orphan directory (0: none yet, or a read-only mount).
+  uint64_t orphan_dir() {
+    std::lock_guard<std::mutex> g(mu_);
+    return orphan_dir_;
+  }
+  // Not inside an op: make this slot's orphan directory if it has none.
+  Status ensure_orphan_dir();
   // mu_ held (inside an op): `ino` is in this slot's orphan directory.
   bool is_local_orphan(uint64_t ino) const { return orphans_.count(ino) != 0; }
   // mu_ held (inside an op): `ino` was just linked into orphan directory `dir`.
@@ -558,7 +563,8 @@ class EngineFs final : public Filesystem {
   std::mutex open_mu_;         // not held with mu_ or across cluster lock waits
   std::condition_variable open_cv_;
   std::unordered_map<uint64_t, OpenFile> open_files_;
-  uint64_t orphan_dir_ = 0;
+  std::mutex orphan_dir_mu_;  // one maker of the orphan directory at a time
+  uint64_t orphan_dir_ = 0;   // under mu_
   std::set<uint64_t> orphans_;  // under mu_: entries of this slot's orphan directory
  public:
   size_t orphans_at_mount() const { return orphans_at_mount_; }

@@ -263,7 +263,7 @@ Status EngineFs::unmount() {
     if (f.count > 0) (void)opts_.locks->unlock(open_resource(ino), f.held);
   // A last try at the orphans; what another node still has open stays in
   // the orphan directory for this slot's next mount (docs/ENGINE.md).
-  if (journal_ && orphan_dir_ != 0) CEXT3_RETURN_IF_ERROR(scan_orphans(std::chrono::milliseconds(200)).status());
+  if (journal_ && orphan_dir() != 0) CEXT3_RETURN_IF_ERROR(scan_orphans(std::chrono::milliseconds(200)).status());
   stop_commit_thread();
   if (!journal_) {
     mounted_ = false;

@@ -653,6 +653,8 @@ Status remove_entry(EngineFs& fs, uint64_t parent, std::string_view name, bool d
       std::string(dir ? "rmdir " : "unlink ") + q(name) + " in directory inode " + std::to_string(parent);
   CEXT3_RETURN_IF_ERROR(check_valid_ino(fs, parent));
   CEXT3_RETURN_IF_ERROR(check_change_name(name, what));
+  // The orphan directory must exist before the op (made by its own op).
+  if (fs.orphan_dir() == 0 && !fs.options().read_only) CEXT3_RETURN_IF_ERROR(fs.ensure_orphan_dir().Annotate(what));
   Op op(fs);
   op.want_inode(parent, LockMode::kEX);
   const uint64_t odir = fs.orphan_dir();
@@ -789,6 +791,7 @@ Status EngineFs::rename(uint64_t parent, std::string_view name, uint64_t new_par
     chain_old = std::move(*b);
   }
 
+  if (orphan_dir() == 0 && !options().read_only) CEXT3_RETURN_IF_ERROR(ensure_orphan_dir().Annotate(what));
   Op op(*this);
   if (cross) op.want(rename_key(), LockMode::kEX);
   op.want_inode(parent, LockMode::kEX);

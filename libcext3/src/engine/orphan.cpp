@@ -116,7 +116,7 @@ Status EngineFs::release(uint64_t ino) {
   }
   if (orphan && journal_) {
     bool freed = false;
-    Status f = try_free_orphan(orphan_dir_, ino, kOpenLockWait, &freed);
+    Status f = try_free_orphan(orphan_dir(), ino, kOpenLockWait, &freed);
     if (s.ok() && !f.ok()) s = f;
   }
   return s;
@@ -145,7 +145,7 @@ Status EngineFs::try_free_orphan(uint64_t dir, uint64_t ino, std::chrono::millis
 
 void EngineFs::orphan_unlinked(uint64_t ino) {
   bool freed = false;
-  Status s = try_free_orphan(orphan_dir_, ino, kOpenLockWait, &freed);
+  Status s = try_free_orphan(orphan_dir(), ino, kOpenLockWait, &freed);
   // Not fatal for the unlink (its name is gone, durably with the orphan
   // entry): the scan tries again.
   if (!s.ok()) std::fprintf(stderr, "cext3 engine: %s (the orphan scan retries)\n", s.ToString().c_str());
@@ -158,9 +158,10 @@ Result<size_t> EngineFs::scan_orphans(std::chrono::milliseconds wait) {
     todo.assign(orphans_.begin(), orphans_.end());
   }
   Status first;
+  const uint64_t dir = orphan_dir();
   for (uint64_t ino : todo) {
     bool freed = false;
-    Status s = try_free_orphan(orphan_dir_, ino, wait, &freed);
+    Status s = try_free_orphan(dir, ino, wait, &freed);
     if (!s.ok() && first.ok()) first = s;
   }
   if (!first.ok()) return first;
@@ -168,20 +169,23 @@ Result<size_t> EngineFs::scan_orphans(std::chrono::milliseconds wait) {
   return orphans_.size();
 }
 
+// Mount only reads (the orphan directory and its entries): a write during
+// mount would run before the caller has connected this engine to its lock
+// callbacks (jcoord sets its downgrade hook once mount returns), and a lock
+// leaving without on_lock_leaving loses what it covers. The directory is
+// made by the first op that needs it (ensure_orphan_dir), and what the
+// slot's previous life left is freed by the scan's first pass.
 Status EngineFs::start_orphans() {
-  auto d = find_orphan_dir(opts_.slot, /*create=*/true);
+  auto d = find_orphan_dir(opts_.slot, /*create=*/false);
   if (!d.ok()) return d.status().Annotate("the slot's orphan directory");
-  auto listed = list_orphan_dir(*d);
-  if (!listed.ok()) return listed.status().Annotate("listing the slot's orphan directory");
-  {
+  if (*d != 0) {
+    auto listed = list_orphan_dir(*d);
+    if (!listed.ok()) return listed.status().Annotate("listing the slot's orphan directory");
     std::lock_guard<std::mutex> g(mu_);
     orphan_dir_ = *d;
     orphans_.insert(listed->begin(), listed->end());
+    orphans_at_mount_ = listed->size();
   }
-  orphans_at_mount_ = listed->size();
-  // Left from this slot's previous life: free what no live node has open.
-  auto left = scan_orphans(kOpenLockWait);
-  if (!left.ok()) return left.status().Annotate("freeing the slot's orphans at mount");
   stop_orphan_scan_ = false;
   orphan_thread_ = std::thread([this] { orphan_scan_main(); });
   return Status::OK();
@@ -215,9 +219,24 @@ void EngineFs::stop_orphan_scan() {
   if (orphan_thread_.joinable()) orphan_thread_.join();
 }
 
+Status EngineFs::ensure_orphan_dir() {
+  if (!journal_) return Status::FromErrno(EROFS, "the filesystem is mounted read-only");
+  std::lock_guard<std::mutex> once(orphan_dir_mu_);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    if (orphan_dir_ != 0) return Status::OK();
+  }
+  auto d = find_orphan_dir(opts_.slot, /*create=*/true);
+  if (!d.ok()) return d.status().Annotate("making the slot's orphan directory");
+  std::lock_guard<std::mutex> g(mu_);
+  orphan_dir_ = *d;
+  return Status::OK();
+}
+
 Status EngineFs::adopt_orphans_of(uint32_t slot) {
   const std::string what = "adopting the orphans of slot " + std::to_string(slot);
-  if (!journal_ || orphan_dir_ == 0) return Status::InvalidArgument(what + ": the engine is not mounted read-write");
+  if (!journal_) return Status::InvalidArgument(what + ": the engine is not mounted read-write");
+  CEXT3_RETURN_IF_ERROR(ensure_orphan_dir().Annotate(what));
   if (slot == opts_.slot) return scan_orphans(kOpenLockWait).status();
   auto d = find_orphan_dir(slot, /*create=*/false);
   if (!d.ok()) return d.status().Annotate(what);
@@ -229,7 +248,7 @@ Status EngineFs::adopt_orphans_of(uint32_t slot) {
     CEXT3_RETURN_IF_ERROR(try_free_orphan(*d, ino, kOpenLockWait, &freed));
     // Still open on a live node: it needs an owner whose scan retries (the
     // dead slot may never come back). Ours, in one op.
-    if (!freed) CEXT3_RETURN_IF_ERROR(move_orphan(*d, orphan_dir_, ino).Annotate(what));
+    if (!freed) CEXT3_RETURN_IF_ERROR(move_orphan(*d, orphan_dir(), ino).Annotate(what));
   }
   return Status::OK();
 }

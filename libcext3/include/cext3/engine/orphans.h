@@ -24,8 +24,8 @@ Status adopt_orphans(Filesystem& fs, uint32_t dead_slot);
 
 // Offline (no node may be writing the filesystem): free every orphan of
 // `slot` (nothing can be open). Mounts the engine for `slot` with a
-// process-local lock provider and unmounts it: mount frees the slot's
-// leftovers. The slot's journal must be clean (replayed). Returns how many
+// process-local lock provider and unmounts it: the unmount's last orphan
+// pass frees the slot's leftovers. The slot's journal must be clean (replayed). Returns how many
 // orphans the slot had.
 Result<size_t> free_orphans_offline(BlockDevice& dev, uint32_t slot);
 
