@@ -35,10 +35,13 @@
 #include <cstring>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include "mount/posix_acl.h"
 
 namespace cext3::mount {
 namespace {
@@ -112,6 +115,7 @@ class FuseMountImpl final : public FuseMount {
   void read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off);
   void write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi);
   void release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, bool dir);
+  void flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
   void fsync(fuse_req_t req, fuse_ino_t ino);
   void readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus);
   void statfs(fuse_req_t req);
@@ -125,6 +129,19 @@ class FuseMountImpl final : public FuseMount {
 
  private:
   engine::Caller caller(fuse_req_t req) const;
+  // POSIX ACLs (FUSE_CAP_POSIX_ACL, docs/MOUNT.md): the kernel applies
+  // neither the umask nor a default ACL to a new inode; we do.
+  struct NewInode {
+    uint32_t mode = 0;
+    engine::Caller caller;
+    std::optional<std::vector<AclEntry>> access, inherited_default;
+  };
+  NewInode plan_new_inode(fuse_req_t req, fuse_ino_t parent, uint32_t mode, bool is_dir);
+  // Store the ACLs planned for a new inode; on failure the inode is removed
+  // again (parent/name) and the error returned.
+  Status apply_new_inode_acls(const NewInode& plan, uint64_t ino, fuse_ino_t parent, const char* name, bool is_dir);
+  void reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char* name, const NewInode& plan,
+                       Result<engine::Attr> a, bool is_dir);
   // Reply with an entry the kernel will hold a lookup reference on.
   void reply_entry(fuse_req_t req, fuse_ino_t parent, const char* name, const Result<engine::Attr>& a);
   bool fill_entry(fuse_ino_t parent, const char* name, const engine::Attr& a, fuse_entry_param* e);
@@ -136,6 +153,7 @@ class FuseMountImpl final : public FuseMount {
   engine::Filesystem& fs_;
   const FuseMountOptions opts_;
   uint32_t block_size_ = 4096;
+  bool posix_acl_ = false;  // negotiated in init()
   fuse_session* se_ = nullptr;
   std::thread loop_;
   std::atomic<bool> stopping_{false};
@@ -192,7 +210,7 @@ void op_read(fuse_req_t r, fuse_ino_t i, size_t s, off_t o, fuse_file_info*) { s
 void op_write(fuse_req_t r, fuse_ino_t i, const char* b, size_t s, off_t o, fuse_file_info* fi) {
   self(r)->write(r, i, b, s, o, fi);
 }
-void op_flush(fuse_req_t r, fuse_ino_t, fuse_file_info*) { fuse_reply_err(r, 0); }
+void op_flush(fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { self(r)->flush(r, i, fi); }
 void op_release(fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { self(r)->release(r, i, fi, false); }
 void op_releasedir(fuse_req_t r, fuse_ino_t i, fuse_file_info* fi) { self(r)->release(r, i, fi, true); }
 void op_fsync(fuse_req_t r, fuse_ino_t i, int, fuse_file_info*) { self(r)->fsync(r, i); }
@@ -261,6 +279,13 @@ void FuseMountImpl::init(fuse_conn_info* conn) {
   // Pages are dropped when another node changed size or mtime.
   conn->want |= conn->capable & FUSE_CAP_AUTO_INVAL_DATA;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;  // write-through: the engine is the only cache of dirty data
+  // open(O_TRUNC) arrives as open + setattr(size 0), which the engine
+  // already does atomically; libfuse would otherwise ask for it in open.
+  conn->want &= ~FUSE_CAP_ATOMIC_O_TRUNC;
+  if (opts_.posix_acl && (conn->capable & FUSE_CAP_POSIX_ACL) && (conn->capable & FUSE_CAP_DONT_MASK)) {
+    conn->want |= FUSE_CAP_POSIX_ACL | FUSE_CAP_DONT_MASK;
+    posix_acl_ = true;
+  }
   if (opts_.record_locks) {
     conn->want |= conn->capable & FUSE_CAP_POSIX_LOCKS;
     conn->want |= conn->capable & FUSE_CAP_FLOCK_LOCKS;
@@ -272,9 +297,46 @@ engine::Caller FuseMountImpl::caller(fuse_req_t req) const {
   engine::Caller out;
   out.uid = c->uid;
   out.gid = c->gid;
-  // The kernel applied the umask already (no FUSE_CAP_DONT_MASK).
+  // Without POSIX ACLs the kernel applied the umask already; with them,
+  // plan_new_inode decides.
   out.umask = 0;
   return out;
+}
+
+FuseMountImpl::NewInode FuseMountImpl::plan_new_inode(fuse_req_t req, fuse_ino_t parent, uint32_t mode, bool is_dir) {
+  NewInode p;
+  p.caller = caller(req);
+  p.mode = mode & 07777;
+  if (!posix_acl_) return p;
+  std::optional<std::vector<AclEntry>> dflt;
+  if (auto v = fs_.getxattr(to_ext3(parent), kAclDefault); v.ok()) dflt = parse_acl_xattr(*v);
+  if (!dflt) {
+    p.caller.umask = fuse_req_ctx(req)->umask;  // no default ACL: the umask applies
+    return p;
+  }
+  auto a = acl_for_new_inode(*dflt, p.mode);
+  p.mode = a.mode;
+  p.access = std::move(a.access);
+  if (is_dir) p.inherited_default = std::move(dflt);
+  return p;
+}
+
+Status FuseMountImpl::apply_new_inode_acls(const NewInode& plan, uint64_t ino, fuse_ino_t parent, const char* name,
+                                           bool is_dir) {
+  Status s;
+  if (plan.access) s = fs_.setxattr(ino, kAclAccess, acl_xattr(*plan.access), 0);
+  if (s.ok() && plan.inherited_default) s = fs_.setxattr(ino, kAclDefault, acl_xattr(*plan.inherited_default), 0);
+  if (!s.ok()) (void)(is_dir ? fs_.rmdir(to_ext3(parent), name) : fs_.unlink(to_ext3(parent), name));
+  return s;
+}
+
+void FuseMountImpl::reply_new_entry(fuse_req_t req, fuse_ino_t parent, const char* name, const NewInode& plan,
+                                    Result<engine::Attr> a, bool is_dir) {
+  if (a.ok() && (plan.access || plan.inherited_default)) {
+    Status s = apply_new_inode_acls(plan, a->ino, parent, name, is_dir);
+    if (!s.ok()) a = s;
+  }
+  reply_entry(req, parent, name, a);
 }
 
 void FuseMountImpl::remember(fuse_ino_t parent, const char* name, uint64_t ext3_ino) {
@@ -355,6 +417,16 @@ void FuseMountImpl::setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, i
     c.mtime = engine::Timespec{attr->st_mtim.tv_sec, uint32_t(attr->st_mtim.tv_nsec)};
   // FUSE_SET_ATTR_CTIME alone: the engine sets ctime on every change.
   auto a = fs_.setattr(to_ext3(ino), c);
+  if (a.ok() && c.mode && posix_acl_) {
+    // chmod of an inode with an access ACL: its base entries follow.
+    if (auto v = fs_.getxattr(to_ext3(ino), kAclAccess); v.ok()) {
+      if (auto acl = parse_acl_xattr(*v)) {
+        Status s = fs_.setxattr(to_ext3(ino), kAclAccess, acl_xattr(acl_after_chmod(*acl, *c.mode)), 0);
+        if (!s.ok()) a = s;
+        else a = fs_.getattr(to_ext3(ino));
+      }
+    }
+  }
   if (!a.ok()) {
     fuse_reply_err(req, err_of(a.status()));
     return;
@@ -370,14 +442,17 @@ void FuseMountImpl::readlink(fuse_req_t req, fuse_ino_t ino) {
 }
 
 void FuseMountImpl::mknod(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, dev_t rdev) {
-  Result<engine::Attr> a = (S_ISREG(mode) || (mode & S_IFMT) == 0)
-                               ? fs_.create(to_ext3(parent), name, S_IFREG | (mode & 07777), caller(req))
-                               : fs_.mknod(to_ext3(parent), name, mode, static_cast<uint32_t>(rdev), caller(req));
-  reply_entry(req, parent, name, a);
+  NewInode p = plan_new_inode(req, parent, mode, false);
+  const uint32_t type = (mode & S_IFMT) == 0 ? S_IFREG : (mode & S_IFMT);
+  Result<engine::Attr> a = type == S_IFREG
+                               ? fs_.create(to_ext3(parent), name, S_IFREG | p.mode, p.caller)
+                               : fs_.mknod(to_ext3(parent), name, type | p.mode, static_cast<uint32_t>(rdev), p.caller);
+  reply_new_entry(req, parent, name, p, std::move(a), false);
 }
 
 void FuseMountImpl::mkdir(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode) {
-  reply_entry(req, parent, name, fs_.mkdir(to_ext3(parent), name, mode & 07777, caller(req)));
+  NewInode p = plan_new_inode(req, parent, mode, true);
+  reply_new_entry(req, parent, name, p, fs_.mkdir(to_ext3(parent), name, p.mode, p.caller), true);
 }
 
 void FuseMountImpl::unlink(fuse_req_t req, fuse_ino_t parent, const char* name) {
@@ -431,7 +506,12 @@ void FuseMountImpl::open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, boo
 }
 
 void FuseMountImpl::create(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, fuse_file_info* fi) {
-  auto a = fs_.create(to_ext3(parent), name, S_IFREG | (mode & 07777), caller(req));
+  NewInode p = plan_new_inode(req, parent, mode, false);
+  auto a = fs_.create(to_ext3(parent), name, S_IFREG | p.mode, p.caller);
+  if (a.ok() && (p.access || p.inherited_default)) {
+    Status s = apply_new_inode_acls(p, a->ino, parent, name, false);
+    if (!s.ok()) a = s;
+  }
   if (!a.ok()) {
     fuse_reply_err(req, err_of(a.status()));
     return;
@@ -481,6 +561,20 @@ void FuseMountImpl::release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi, 
   if (!dir && fi->flock_release && opts_.record_locks)
     (void)opts_.record_locks->flock(to_ext3(ino), fi->lock_owner, F_UNLCK, false);
   Status s = fs_.release(to_ext3(ino));
+  fuse_reply_err(req, s.ok() ? 0 : err_of(s));
+}
+
+// close(2) of any descriptor of the file: POSIX drops every record lock
+// the process (lock owner) holds on it. The kernel leaves that to us.
+void FuseMountImpl::flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  Status s;
+  if (opts_.record_locks) {
+    RecordLocks::Range all;
+    all.type = F_UNLCK;
+    all.start = 0;
+    all.end = UINT64_MAX;
+    s = opts_.record_locks->set(to_ext3(ino), fi->lock_owner, all, false);
+  }
   fuse_reply_err(req, s.ok() ? 0 : err_of(s));
 }
 

@@ -63,7 +63,11 @@ struct FuseMountOptions {
   // Let users other than the one running the node use the mount (needs
   // root or user_allow_other in /etc/fuse.conf).
   bool allow_other = true;
-  unsigned max_threads = 8;
+  // Workers: a blocked F_SETLKW or a lock wait holds one until it is served.
+  unsigned max_threads = 32;
+  // Let the kernel enforce POSIX ACLs (stored as system.posix_acl_* xattrs);
+  // the mount then applies default ACLs and the umask to new inodes itself.
+  bool posix_acl = true;
   RecordLocks* record_locks = nullptr;  // null: fcntl/flock locks get ENOLCK
   // Called once when the mount ends on its own: `umount DIR`, or the
   // kernel connection failed. Not called for stop().
