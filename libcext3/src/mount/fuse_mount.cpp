@@ -810,7 +810,9 @@ void FuseMountImpl::invalidation_worker() {
 void FuseMountImpl::loop_main() {
   fuse_loop_config* cfg = fuse_loop_cfg_create();
   fuse_loop_cfg_set_max_threads(cfg, opts_.max_threads);
-  fuse_loop_cfg_set_idle_threads(cfg, 2);
+  // Idle workers are kept: libfuse otherwise ends and starts a thread for
+  // almost every request of a file-at-a-time workload (tar: 3 per file).
+  fuse_loop_cfg_set_idle_threads(cfg, opts_.max_threads);
   int r = fuse_session_loop_mt(se_, cfg);
   fuse_loop_cfg_destroy(cfg);
   if (!stopping_.exchange(true) && opts_.on_unmounted) {
