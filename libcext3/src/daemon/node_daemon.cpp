@@ -414,6 +414,14 @@ int Node::shut_down() {
   log_info("leaving the cluster (" + stop_reason_ + ")");
   if (control_) control_->stop();
   stop_mount();
+  // The recovery worker finishes the slot it is on (it uses the engine and
+  // the lock service, both still up) and stops before either goes away.
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    recovery_stop_ = true;
+    cv_.notify_all();
+  }
+  if (recovery_thread_.joinable()) recovery_thread_.join();
   bool engine_clean = true;
   if (fs_) {
     // Commit, checkpoint (journal clean), fold counters - while the lock
@@ -428,12 +436,6 @@ int Node::shut_down() {
     fs_.reset();
   }
   if (locks_) locks_->shutdown();
-  {
-    std::lock_guard<std::mutex> g(mu_);
-    recovery_stop_ = true;
-    cv_.notify_all();
-  }
-  if (recovery_thread_.joinable()) recovery_thread_.join();
   int rc = kExitClean;
   if (hb_) {
     Status s = hb_->stop(/*stopped_record=*/false);
