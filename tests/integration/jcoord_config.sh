@@ -41,8 +41,8 @@ refuse "device: $JC_DISK
 coordination: {backend: etcd}
 $S" 1 "not implemented"
 refuse "device: $JC_DISK
-mount: $W/mnt
-$S" 1 "not implemented"
+mount: $W/no-such-dir
+$S" 1 "is not a directory"
 refuse "device: $W/does-not-exist.img
 $S" 1 "does-not-exist"
 refuse "device: $PLAIN

@@ -23,10 +23,12 @@
 #include "cext3/file_device.h"
 #include "cext3/node/cluster_disk.h"
 #include "engine/local_locks.h"
+#include "engine/engine_test_support.h"
 #include "node/test_cluster.h"
 
 using namespace cext3;
 using namespace cext3::engine;
+using namespace cext3::engine::testing;
 using cext3::node::testing::run_command;
 using cext3::node::testing::ScratchDir;
 using cext3::node::testing::shell_quote;
@@ -58,12 +60,6 @@ struct Tools {
   ScratchDir dir;
 };
 
-std::optional<std::string> bin_dir() {
-  const char* b = std::getenv("CEXT3_BIN");
-  if (!b || !*b) return std::nullopt;
-  return std::string(b);
-}
-
 // mke2fs -t ext3, the debugfs commands (files made before conversion), then
 // clusterify convert --slots 2 with 1 MiB journals.
 std::string make_image(const std::string& bin, const std::string& dir, const std::string& name, uint32_t bs,
@@ -87,16 +83,6 @@ std::string make_image(const std::string& bin, const std::string& dir, const std
   return img;
 }
 
-uint64_t debugfs_number(const std::string& img, const std::string& request, const std::string& re) {
-  auto r = run_command("debugfs -R " + shell_quote(request) + " " + shell_quote(img) + " 2>/dev/null");
-  std::smatch m;
-  INFO(request << " -> " << r.out);
-  REQUIRE(std::regex_search(r.out, m, std::regex(re)));
-  return std::stoull(m[1].str());
-}
-uint64_t inode_of(const std::string& img, const std::string& path) {
-  return debugfs_number(img, "stat " + path, "Inode: ([0-9]+)");
-}
 uint64_t size_of(const std::string& img, const std::string& path) {
   return debugfs_number(img, "stat " + path, "Size: ([0-9]+)");
 }
@@ -119,12 +105,6 @@ std::vector<uint8_t> image_bytes(const std::string& img, uint64_t offset, size_t
   REQUIRE(f.gcount() == std::streamsize(len));
   return v;
 }
-int fsck(const std::string& img) {
-  auto r = run_command("e2fsck -fn " + shell_quote(img) + " 2>&1");
-  if (r.exit_code != 0) WARN("e2fsck -fn: " << r.out);
-  return r.exit_code;
-}
-
 // Bytes [offset, offset+len) of `path` as the image holds them: debugfs
 // names the block of each logical block, the bytes are read straight from
 // the image file (holes must read as zeros).
@@ -147,31 +127,12 @@ std::vector<uint8_t> file_bytes_via_bmap(const std::string& img, const std::stri
   return out;
 }
 
-struct Mounted {
-  std::unique_ptr<BlockDevice> dev;
-  std::unique_ptr<LockProvider> own_locks;
-  std::unique_ptr<Filesystem> fs;
-};
+using Mounted = MountedEngine;
 
 Mounted mount_image(const std::string& img, uint32_t slot, LockProvider* locks = nullptr, bool sync_ops = false) {
-  Mounted m;
-  OpenOptions oo;
-  auto d = open_file_device(img, oo);
-  REQUIRE(d.ok());
-  m.dev = std::move(*d);
-  if (!locks) {
-    m.own_locks = make_local_lock_provider();
-    locks = m.own_locks.get();
-  }
   MountOptions mo;
-  mo.slot = slot;
-  mo.locks = locks;
   mo.sync_ops = sync_ops;
-  auto fs = Filesystem::mount(*m.dev, mo);
-  INFO(fs.status().ToString());
-  REQUIRE(fs.ok());
-  m.fs = std::move(*fs);
-  return m;
+  return mount_engine(img, slot, locks, mo);
 }
 
 void write_ok(Filesystem& fs, uint64_t ino, uint64_t off, const std::vector<uint8_t>& data) {

@@ -7,6 +7,7 @@
 //    transaction that is committed and checkpointed before the locks go;
 //  * the slot journal is clean at mount (a dirty one belongs to recovery);
 //  * the filesystem has only the features clusterify accepts (docs/FORMAT.md).
+#include <algorithm>
 #include <bit>
 #include <cstring>
 
@@ -220,12 +221,19 @@ Status EngineFs::fold_counters() {
         ext2_group_desc d;
         uint8_t* p = *w + uint64_t(i % geo_.desc_per_block) * sizeof d;
         std::memcpy(&d, p, sizeof d);
-        const int64_t fb = int64_t(d.bg_free_blocks_count) + gi.d_free_blocks;
-        const int64_t fi = int64_t(d.bg_free_inodes_count) + gi.d_free_inodes;
-        const int64_t ud = int64_t(d.bg_used_dirs_count) + gi.d_used_dirs;
-        if (fb < 0 || fi < 0 || ud < 0 || fb > 0xFFFF || fi > 0xFFFF || ud > 0xFFFF)
-          return Status::Corruption("folding counters of group " + std::to_string(i) +
-                                    " gives an impossible value; run clusterify verify");
+        // Each node folds only its own deltas, and another node's deltas for
+        // the same group may not be folded yet: a node that allocated,
+        // watched another node free, and allocated again folds more than
+        // the group ever held. The sum lies outside [0, group size] then,
+        // legitimately. The counts are advisory while the cluster runs and
+        // exact once the last node out recounts them from the bitmaps
+        // (docs/DESIGN.md, "Derived counters after a crash"), so a value
+        // outside its range is clamped, never refused.
+        const int64_t max_blocks = std::min<int64_t>(geo_.blocks_per_group, 0xFFFF);
+        const int64_t max_inodes = std::min<int64_t>(geo_.inodes_per_group, 0xFFFF);
+        const int64_t fb = std::clamp<int64_t>(int64_t(d.bg_free_blocks_count) + gi.d_free_blocks, 0, max_blocks);
+        const int64_t fi = std::clamp<int64_t>(int64_t(d.bg_free_inodes_count) + gi.d_free_inodes, 0, max_inodes);
+        const int64_t ud = std::clamp<int64_t>(int64_t(d.bg_used_dirs_count) + gi.d_used_dirs, 0, max_inodes);
         d.bg_free_blocks_count = uint16_t(fb);
         d.bg_free_inodes_count = uint16_t(fi);
         d.bg_used_dirs_count = uint16_t(ud);
@@ -243,8 +251,11 @@ Status EngineFs::fold_counters() {
     ext2_super_block sb;
     uint8_t* p = *w + geo_.sb_offset_in_block;
     std::memcpy(&sb, p, sizeof sb);
-    sb.s_free_blocks_count = uint32_t(int64_t(sb.s_free_blocks_count) + total_blocks);
-    sb.s_free_inodes_count = uint32_t(int64_t(sb.s_free_inodes_count) + total_inodes);
+    // Advisory too, as the group counts above.
+    sb.s_free_blocks_count = uint32_t(
+        std::clamp<int64_t>(int64_t(sb.s_free_blocks_count) + total_blocks, 0, int64_t(geo_.blocks_count)));
+    sb.s_free_inodes_count = uint32_t(
+        std::clamp<int64_t>(int64_t(sb.s_free_inodes_count) + total_inodes, 0, int64_t(geo_.inodes_count)));
     std::memcpy(p, &sb, sizeof sb);
     return Status::OK();
   });

@@ -22,21 +22,17 @@
 #include "cext3/file_device.h"
 #include "cext3/node/cluster_disk.h"
 #include "engine/local_locks.h"
+#include "engine/engine_test_support.h"
 #include "node/test_cluster.h"
 
 using namespace cext3;
 using namespace cext3::engine;
+using namespace cext3::engine::testing;
 using cext3::node::testing::run_command;
 using cext3::node::testing::ScratchDir;
 using cext3::node::testing::shell_quote;
 
 namespace {
-
-std::optional<std::string> bin_dir() {
-  const char* b = std::getenv("CEXT3_BIN");
-  if (!b || !*b) return std::nullopt;
-  return std::string(b);
-}
 
 std::string make_image(const std::string& bin, const std::string& dir, const std::string& name) {
   const std::string img = dir + "/" + name;
@@ -48,12 +44,6 @@ std::string make_image(const std::string& bin, const std::string& dir, const std
   INFO(r.out);
   REQUIRE(r.exit_code == 0);
   return img;
-}
-
-int fsck(const std::string& img) {
-  auto r = run_command("e2fsck -fn " + shell_quote(img) + " 2>&1");
-  if (r.exit_code != 0) WARN("e2fsck -fn: " << r.out);
-  return r.exit_code;
 }
 
 std::string debugfs(const std::string& img, const std::string& request) {
@@ -85,32 +75,14 @@ std::vector<uint8_t> pattern(size_t len, uint32_t seed) {
   return v;
 }
 
-struct Mounted {
-  std::unique_ptr<BlockDevice> dev;
-  std::unique_ptr<LockProvider> own_locks;
-  std::unique_ptr<Filesystem> fs;
-};
+using Mounted = MountedEngine;
 
 Mounted mount_image(const std::string& img, uint32_t slot, LockProvider* locks = nullptr,
                     std::chrono::milliseconds scan = std::chrono::milliseconds(3000)) {
-  Mounted m;
-  auto d = open_file_device(img, OpenOptions{});
-  REQUIRE(d.ok());
-  m.dev = std::move(*d);
-  if (!locks) {
-    m.own_locks = make_local_lock_provider();
-    locks = m.own_locks.get();
-  }
   MountOptions mo;
-  mo.slot = slot;
-  mo.locks = locks;
   mo.sync_ops = true;  // every op durable: a copy of the image is a crash state
   mo.orphan_scan_interval = scan;
-  auto fs = Filesystem::mount(*m.dev, mo);
-  INFO(fs.status().ToString());
-  REQUIRE(fs.ok());
-  m.fs = std::move(*fs);
-  return m;
+  return mount_engine(img, slot, locks, mo);
 }
 
 uint64_t create_file(Filesystem& fs, uint64_t dir, const std::string& name, const std::vector<uint8_t>& data) {

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <string>
 
+#include "cluster/le_bytes.h"
+
 namespace cext3::engine::xattr {
 
 namespace {
@@ -13,16 +15,6 @@ constexpr uint32_t kVfsVersion = 2;
 constexpr uint32_t kDiskVersion = 1;
 constexpr uint32_t kUndefinedId = 0xFFFFFFFF;
 
-uint32_t le32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint16_t le16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
 void add16(std::vector<uint8_t>& out, uint16_t v) {
   out.push_back(uint8_t(v));
   out.push_back(uint8_t(v >> 8));
@@ -92,7 +84,7 @@ Result<std::optional<std::vector<AclEntry>>> acl_from_vfs(std::span<const uint8_
   using Out = std::optional<std::vector<AclEntry>>;
   if (value.empty()) return Out{};
   if (value.size() < 4) return invalid("shorter than its header");
-  const uint32_t version = le32(value.data());
+  const uint32_t version = cluster::get_le32(value.data());
   if (version != kVfsVersion)
     return Status::FromErrno(EOPNOTSUPP, "POSIX ACL value of version " + std::to_string(version) +
                                              " (only version 2 exists); pass an ACL as setfacl builds it");
@@ -100,9 +92,9 @@ Result<std::optional<std::vector<AclEntry>>> acl_from_vfs(std::span<const uint8_
   std::vector<AclEntry> acl;
   for (size_t off = 4; off < value.size(); off += 8) {
     AclEntry e;
-    e.tag = le16(value.data() + off);
-    e.perm = le16(value.data() + off + 2);
-    e.id = has_id(e.tag) ? le32(value.data() + off + 4) : 0;
+    e.tag = cluster::get_le16(value.data() + off);
+    e.perm = cluster::get_le16(value.data() + off + 2);
+    e.id = has_id(e.tag) ? cluster::get_le32(value.data() + off + 4) : 0;
     acl.push_back(e);
   }
   if (acl.empty()) return Out{};
@@ -122,19 +114,19 @@ std::vector<uint8_t> acl_to_vfs(const std::vector<AclEntry>& acl) {
 }
 
 Result<std::vector<AclEntry>> acl_from_disk(std::span<const uint8_t> value) {
-  if (value.size() < 4 || le32(value.data()) != kDiskVersion)
+  if (value.size() < 4 || cluster::get_le32(value.data()) != kDiskVersion)
     return Status::Corruption("stored POSIX ACL without ext3's version-1 header; run e2fsck");
   std::vector<AclEntry> acl;
   size_t off = 4;
   while (off < value.size()) {
     if (value.size() - off < 4) return Status::Corruption("stored POSIX ACL ends inside an entry; run e2fsck");
     AclEntry e;
-    e.tag = le16(value.data() + off);
-    e.perm = le16(value.data() + off + 2);
+    e.tag = cluster::get_le16(value.data() + off);
+    e.perm = cluster::get_le16(value.data() + off + 2);
     off += 4;
     if (has_id(e.tag)) {
       if (value.size() - off < 4) return Status::Corruption("stored POSIX ACL ends inside an entry; run e2fsck");
-      e.id = le32(value.data() + off);
+      e.id = cluster::get_le32(value.data() + off);
       off += 4;
     } else if (e.tag != kAclUserObj && e.tag != kAclGroupObj && e.tag != kAclMask && e.tag != kAclOther) {
       return Status::Corruption("stored POSIX ACL with unknown tag " + std::to_string(e.tag) + "; run e2fsck");

@@ -5,21 +5,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "cluster/le_bytes.h"
+
 namespace cext3::engine::xattr {
 
 namespace {
-uint32_t le32(const uint8_t* p) {
-  uint32_t v;
-  std::memcpy(&v, p, 4);
-  return v;
-}
-uint16_t le16(const uint8_t* p) {
-  uint16_t v;
-  std::memcpy(&v, p, 2);
-  return v;
-}
-void put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-void put16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
 uint32_t pad4(size_t n) { return uint32_t((n + 3) & ~size_t(3)); }
 
 struct Prefix {
@@ -56,11 +46,11 @@ Status parse_entries(const uint8_t* p, const uint8_t* end, const uint8_t* value_
                      std::vector<Entry>* out, const std::string& where) {
   while (true) {
     if (p + 4 > end) return Status::Corruption(where + ": xattr entry list has no end marker");
-    if (le32(p) == 0) return Status::OK();
+    if (cluster::get_le32(p) == 0) return Status::OK();
     if (p + kEntryHeadBytes > end) return Status::Corruption(where + ": xattr entry runs past its area");
     const uint8_t name_len = p[0];
-    const uint16_t offs = le16(p + 2);
-    const uint32_t inum = le32(p + 4), size = le32(p + 8);
+    const uint16_t offs = cluster::get_le16(p + 2);
+    const uint32_t inum = cluster::get_le32(p + 4), size = cluster::get_le32(p + 8);
     if (p + kEntryHeadBytes + name_len > end) return Status::Corruption(where + ": xattr name runs past its area");
     if (inum != 0) return Status::NotSupported(where + ": xattr value in an inode (ea_inode) is not ext3");
     Entry e;
@@ -93,14 +83,14 @@ void write_entries(std::span<const Entry> entries, uint8_t* table, uint8_t* valu
     std::memset(p, 0, entry_bytes(e));
     p[0] = uint8_t(e.name.size());
     p[1] = e.index;
-    put16(p + 2, offs);
-    put32(p + 4, 0);
-    put32(p + 8, uint32_t(e.value.size()));
-    put32(p + 12, entry_hash(e));
+    cluster::put_le16(p + 2, offs);
+    cluster::put_le32(p + 4, 0);
+    cluster::put_le32(p + 8, uint32_t(e.value.size()));
+    cluster::put_le32(p + 12, entry_hash(e));
     std::memcpy(p + kEntryHeadBytes, e.name.data(), e.name.size());
     p += entry_bytes(e);
   }
-  put32(p, 0);  // end marker
+  cluster::put_le32(p, 0);  // end marker
 }
 
 size_t needed_bytes(std::span<const Entry> entries) {
@@ -152,7 +142,7 @@ uint32_t entry_hash(const Entry& e) {
   for (size_t i = 0; i < e.value.size(); i += 4) {
     uint8_t w[4] = {0, 0, 0, 0};
     std::memcpy(w, e.value.data() + i, std::min<size_t>(4, e.value.size() - i));
-    h = (h << 16) ^ (h >> 16) ^ le32(w);
+    h = (h << 16) ^ (h >> 16) ^ cluster::get_le32(w);
   }
   return h;
 }
@@ -173,7 +163,7 @@ bool block_order_less(const Entry& a, const Entry& b) {
 }
 
 Status parse_ibody(std::span<const uint8_t> area, std::vector<Entry>* out, const std::string& where) {
-  if (area.size() < 4 || le32(area.data()) != kMagic) return Status::OK();
+  if (area.size() < 4 || cluster::get_le32(area.data()) != kMagic) return Status::OK();
   const uint8_t* first = area.data() + 4;
   return parse_entries(first, area.data() + area.size(), first, first, out, where + " in-inode xattrs");
 }
@@ -185,18 +175,18 @@ bool ibody_fits(std::span<const Entry> entries, size_t area_bytes) {
 void encode_ibody(std::span<const Entry> entries, std::span<uint8_t> area) {
   std::memset(area.data(), 0, area.size());
   if (entries.empty()) return;
-  put32(area.data(), kMagic);
+  cluster::put_le32(area.data(), kMagic);
   uint8_t* first = area.data() + 4;
   write_entries(entries, first, first, area.data() + area.size());
 }
 
 Status parse_block(std::span<const uint8_t> block, std::vector<Entry>* out, uint32_t* refcount,
                    const std::string& where) {
-  if (block.size() < kBlockHeaderBytes || le32(block.data()) != kMagic)
+  if (block.size() < kBlockHeaderBytes || cluster::get_le32(block.data()) != kMagic)
     return Status::Corruption(where + ": xattr block without its magic; run e2fsck");
-  if (le32(block.data() + 8) != 1)
+  if (cluster::get_le32(block.data() + 8) != 1)
     return Status::Corruption(where + ": xattr block with h_blocks other than 1; run e2fsck");
-  *refcount = le32(block.data() + 4);
+  *refcount = cluster::get_le32(block.data() + 4);
   return parse_entries(block.data() + kBlockHeaderBytes, block.data() + block.size(), block.data(),
                        block.data() + kBlockHeaderBytes, out, where + " xattr block");
 }
@@ -208,12 +198,12 @@ bool block_fits(std::span<const Entry> entries, size_t block_size) {
 void encode_block(std::vector<Entry> entries, uint32_t refcount, std::span<uint8_t> block) {
   std::stable_sort(entries.begin(), entries.end(), block_order_less);
   std::memset(block.data(), 0, block.size());
-  put32(block.data(), kMagic);
-  put32(block.data() + 4, refcount);
-  put32(block.data() + 8, 1);  // h_blocks
+  cluster::put_le32(block.data(), kMagic);
+  cluster::put_le32(block.data() + 4, refcount);
+  cluster::put_le32(block.data() + 8, 1);  // h_blocks
   std::vector<uint32_t> hashes;
   for (const Entry& e : entries) hashes.push_back(entry_hash(e));
-  put32(block.data() + 12, block_hash(hashes));
+  cluster::put_le32(block.data() + 12, block_hash(hashes));
   write_entries(entries, block.data() + kBlockHeaderBytes, block.data(), block.data() + block.size());
 }
 

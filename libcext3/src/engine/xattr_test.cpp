@@ -29,21 +29,17 @@
 #include "engine/local_locks.h"
 #include "engine/xattr_acl.h"
 #include "engine/xattr_format.h"
+#include "engine/engine_test_support.h"
 #include "node/test_cluster.h"
 
 using namespace cext3;
 using namespace cext3::engine;
+using namespace cext3::engine::testing;
 using cext3::node::testing::run_command;
 using cext3::node::testing::ScratchDir;
 using cext3::node::testing::shell_quote;
 
 namespace {
-
-std::optional<std::string> bin_dir() {
-  const char* b = std::getenv("CEXT3_BIN");
-  if (!b || !*b) return std::nullopt;
-  return std::string(b);
-}
 
 std::vector<uint8_t> bytes(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 
@@ -75,25 +71,6 @@ void clusterify(const std::string& bin, const std::string& img, uint32_t bs) {
   REQUIRE(r.exit_code == 0);
 }
 
-int fsck(const std::string& img) {
-  auto r = run_command("e2fsck -fn " + shell_quote(img) + " 2>&1");
-  if (r.exit_code != 0) WARN("e2fsck -fn: " << r.out);
-  return r.exit_code;
-}
-
-std::string debugfs_out(const std::string& img, const std::string& request) {
-  return run_command("debugfs -R " + shell_quote(request) + " " + shell_quote(img) + " 2>/dev/null").out;
-}
-uint64_t debugfs_number(const std::string& img, const std::string& request, const std::string& re) {
-  const std::string out = debugfs_out(img, request);
-  std::smatch m;
-  INFO(request << " -> " << out);
-  REQUIRE(std::regex_search(out, m, std::regex(re)));
-  return std::stoull(m[1].str());
-}
-uint64_t inode_of(const std::string& img, const std::string& path) {
-  return debugfs_number(img, "stat " + path, "Inode: ([0-9]+)");
-}
 uint64_t xattr_block_of(const std::string& img, const std::string& path) {
   return debugfs_number(img, "stat " + path, "File ACL: ([0-9]+)");
 }
@@ -133,30 +110,10 @@ uint32_t le32_at(const std::string& img, uint64_t offset) {
   return uint32_t(b[0]) | uint32_t(b[1]) << 8 | uint32_t(b[2]) << 16 | uint32_t(b[3]) << 24;
 }
 
-struct Mounted {
-  std::unique_ptr<BlockDevice> dev;
-  std::unique_ptr<LockProvider> own_locks;
-  std::unique_ptr<Filesystem> fs;
-};
+using Mounted = MountedEngine;
 
 Mounted mount_image(const std::string& img, uint32_t slot, LockProvider* locks = nullptr) {
-  Mounted m;
-  OpenOptions oo;
-  auto d = open_file_device(img, oo);
-  REQUIRE(d.ok());
-  m.dev = std::move(*d);
-  if (!locks) {
-    m.own_locks = make_local_lock_provider();
-    locks = m.own_locks.get();
-  }
-  MountOptions mo;
-  mo.slot = slot;
-  mo.locks = locks;
-  auto fs = Filesystem::mount(*m.dev, mo);
-  INFO(fs.status().ToString());
-  REQUIRE(fs.ok());
-  m.fs = std::move(*fs);
-  return m;
+  return mount_engine(img, slot, locks);
 }
 
 void set_ok(Filesystem& fs, uint64_t ino, const std::string& name, const std::vector<uint8_t>& v, int flags = 0) {

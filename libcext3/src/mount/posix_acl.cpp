@@ -1,24 +1,24 @@
 #include "mount/posix_acl.h"
 
-#include <cstring>
+#include "cluster/le_bytes.h"
 
 namespace cext3::mount {
 namespace {
 constexpr uint32_t kVersion = 2;
 constexpr size_t kHeader = 4, kEntry = 8;
 
-uint16_t rd16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
-uint32_t rd32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
-void wr16(uint8_t* p, uint16_t v) { p[0] = uint8_t(v); p[1] = uint8_t(v >> 8); }
-void wr32(uint8_t* p, uint32_t v) { for (int i = 0; i < 4; ++i) p[i] = uint8_t(v >> (8 * i)); }
+using cluster::get_le16;
+using cluster::get_le32;
+using cluster::put_le16;
+using cluster::put_le32;
 }  // namespace
 
 std::optional<std::vector<AclEntry>> parse_acl_xattr(std::span<const uint8_t> v) {
-  if (v.size() < kHeader || (v.size() - kHeader) % kEntry != 0 || rd32(v.data()) != kVersion) return std::nullopt;
+  if (v.size() < kHeader || (v.size() - kHeader) % kEntry != 0 || get_le32(v.data()) != kVersion) return std::nullopt;
   std::vector<AclEntry> out;
   bool user_obj = false, group_obj = false, other = false;
   for (size_t off = kHeader; off < v.size(); off += kEntry) {
-    AclEntry e{rd16(&v[off]), rd16(&v[off + 2]), rd32(&v[off + 4])};
+    AclEntry e{get_le16(&v[off]), get_le16(&v[off + 2]), get_le32(&v[off + 4])};
     if (e.perm & ~7u) return std::nullopt;
     switch (e.tag) {
       case kAclUserObj: user_obj = true; break;
@@ -35,12 +35,12 @@ std::optional<std::vector<AclEntry>> parse_acl_xattr(std::span<const uint8_t> v)
 
 std::vector<uint8_t> acl_xattr(const std::vector<AclEntry>& acl) {
   std::vector<uint8_t> out(kHeader + kEntry * acl.size());
-  wr32(out.data(), kVersion);
+  put_le32(out.data(), kVersion);
   size_t off = kHeader;
   for (const auto& e : acl) {
-    wr16(&out[off], e.tag);
-    wr16(&out[off + 2], e.perm);
-    wr32(&out[off + 4], (e.tag == kAclUser || e.tag == kAclGroup) ? e.id : 0xFFFFFFFFu);
+    put_le16(&out[off], e.tag);
+    put_le16(&out[off + 2], e.perm);
+    put_le32(&out[off + 4], (e.tag == kAclUser || e.tag == kAclGroup) ? e.id : 0xFFFFFFFFu);
     off += kEntry;
   }
   return out;
