@@ -61,6 +61,17 @@ std::vector<std::shared_ptr<PlockWaiter>> PlockClient::waiting_sets(uint64_t ino
   return v;
 }
 
+bool PlockClient::owner_has_nothing(uint64_t ino, uint8_t space, uint64_t owner) const {
+  if (auto it = held_.find(Key{ino, space}); it != held_.end())
+    for (const RangeLock& l : it->second)
+      if (l.who.owner == owner) return false;
+  for (const auto& [req, w] : pending_)
+    if (w->lock.ino == ino && w->lock.space == space && w->lock.owner == owner) return false;
+  for (const auto& [req, e] : forgotten_sets_)
+    if (e.ino == ino && e.space == space && e.owner == owner) return false;
+  return true;
+}
+
 void PlockClient::apply(const wire::PlockEntry& e) {
   RangeLock l;
   l.who = PlockOwnerKey{0, e.owner};

@@ -54,6 +54,12 @@ class PlockClient {
   // Waiting set requests of `owner` on (ino, space), not yet cancelling.
   std::vector<std::shared_ptr<PlockWaiter>> waiting_sets(uint64_t ino, uint8_t space, uint64_t owner) const;
 
+  // True when `owner` holds nothing on (ino, space) and has no request the
+  // master may still apply: then the master's table has nothing of it
+  // either (it is this copy plus a first part of the unanswered requests),
+  // and an unlock of it can be answered here without a message.
+  bool owner_has_nothing(uint64_t ino, uint8_t space, uint64_t owner) const;
+
   void on_reply(const wire::Message& m);
 
   // A new connection: the report of granted locks for the hello, then the
