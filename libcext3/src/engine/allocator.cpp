@@ -134,6 +134,8 @@ Status EngineFs::free_blocks(Op& op, uint64_t first, uint64_t count, bool metada
       // block's next user.
       running_revokes_.push_back(b);
       forget_block(b);
+    } else {
+      drop_buffered_data(b);
     }
     freed_pending_[b] = running_seq_;
   }

@@ -60,34 +60,8 @@ struct Tools {
   ScratchDir dir;
 };
 
-// mke2fs -t ext3, the debugfs commands (files made before conversion), then
-// clusterify convert --slots 2 with 1 MiB journals.
-std::string make_image(const std::string& bin, const std::string& dir, const std::string& name, uint32_t bs,
-                       uint32_t size_mb, uint32_t group_blocks, const std::vector<std::string>& debugfs_cmds) {
-  const std::string img = dir + "/" + name;
-  auto r = run_command("truncate -s " + std::to_string(size_mb) + "M " + shell_quote(img) +
-                       " && mke2fs -q -F -t ext3 -b " + std::to_string(bs) + " -g " + std::to_string(group_blocks) +
-                       " " + shell_quote(img) + " 2>&1");
-  REQUIRE(r.exit_code == 0);
-  if (!debugfs_cmds.empty()) {
-    std::string cmds;
-    for (auto& c : debugfs_cmds) cmds += c + "\n";
-    std::ofstream(dir + "/cmds") << cmds;
-    r = run_command("debugfs -w -f " + shell_quote(dir + "/cmds") + " " + shell_quote(img) + " 2>&1");
-    REQUIRE(r.exit_code == 0);
-  }
-  r = run_command(shell_quote(bin + "/clusterify") + " convert " + shell_quote(img) +
-                  " --slots 2 --journal-size " + std::to_string(bs == 1024 ? 1 : 4) + " --yes 2>&1");
-  INFO(r.out);
-  REQUIRE(r.exit_code == 0);
-  return img;
-}
-
 uint64_t size_of(const std::string& img, const std::string& path) {
   return debugfs_number(img, "stat " + path, "Size: ([0-9]+)");
-}
-uint64_t bmap_of(const std::string& img, const std::string& path, uint64_t lblk) {
-  return debugfs_number(img, "bmap " + path + " " + std::to_string(lblk), "^([0-9]+)");
 }
 std::vector<uint8_t> dump_of(const std::string& img, const std::string& dir, const std::string& path) {
   const std::string out = dir + "/dump.out";
@@ -96,14 +70,6 @@ std::vector<uint8_t> dump_of(const std::string& img, const std::string& dir, con
   REQUIRE(r.exit_code == 0);
   std::ifstream f(out, std::ios::binary);
   return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
-std::vector<uint8_t> image_bytes(const std::string& img, uint64_t offset, size_t len) {
-  std::ifstream f(img, std::ios::binary);
-  f.seekg(std::streamoff(offset));
-  std::vector<uint8_t> v(len);
-  f.read(reinterpret_cast<char*>(v.data()), std::streamsize(len));
-  REQUIRE(f.gcount() == std::streamsize(len));
-  return v;
 }
 // Bytes [offset, offset+len) of `path` as the image holds them: debugfs
 // names the block of each logical block, the bytes are read straight from
@@ -161,7 +127,7 @@ TEST_CASE("engine: sparse writes through direct, indirect, double and triple ind
   }
   ScratchDir dir;
   const uint32_t bs = 1024;
-  const std::string img = make_image(*bin, dir.path(), "a.img", bs, 64, 8192,
+  const std::string img = make_converted_image(*bin, dir.path(), "a.img", bs, 64, 8192,
                                      {"write /dev/null big", "write /dev/null small"});
   const uint64_t big = inode_of(img, "/big"), small = inode_of(img, "/small");
   const uint64_t max = expected_max_size(bs);
@@ -208,7 +174,7 @@ TEST_CASE("engine: truncate shrinks and grows a file - e2fsck is clean and the b
     return;
   }
   ScratchDir dir;
-  const std::string img = make_image(*bin, dir.path(), "t.img", 1024, 64, 8192, {"write /dev/null f"});
+  const std::string img = make_converted_image(*bin, dir.path(), "t.img", 1024, 64, 8192, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
   const size_t len = 3 << 20;
   {
@@ -252,7 +218,7 @@ TEST_CASE("engine: filling the filesystem ends in ENOSPC after borrowing the oth
     return;
   }
   ScratchDir dir;
-  const std::string img = make_image(*bin, dir.path(), "n.img", 1024, 32, 4096, {"write /dev/null f"});
+  const std::string img = make_converted_image(*bin, dir.path(), "n.img", 1024, 32, 4096, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
   uint64_t written = 0;
   {
@@ -291,7 +257,7 @@ TEST_CASE("engine: sync ops survive a crash - slot recovery replays them and e2f
   }
   ScratchDir dir;
   const std::string img =
-      make_image(*bin, dir.path(), "c.img", 1024, 64, 8192, {"write /dev/null f", "write /etc/services g"});
+      make_converted_image(*bin, dir.path(), "c.img", 1024, 64, 8192, {"write /dev/null f", "write /etc/services g"});
   const uint64_t f = inode_of(img, "/f"), g = inode_of(img, "/g");
   const std::string crashed = dir.path() + "/crashed.img";
   const auto data = pattern(0, 300 * 1024 + 5, 11);
@@ -339,7 +305,7 @@ TEST_CASE("engine: two nodes on one image stay coherent through lock callbacks",
     return;
   }
   ScratchDir dir;
-  const std::string img = make_image(*bin, dir.path(), "2.img", 1024, 64, 8192, {"write /dev/null f"});
+  const std::string img = make_converted_image(*bin, dir.path(), "2.img", 1024, 64, 8192, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
   LocalLockCluster cluster;
   auto pa = cluster.provider(0), pb = cluster.provider(1);
@@ -393,7 +359,7 @@ TEST_CASE("engine: 4 KiB blocks: writes through every map level, EFBIG at ext3's
   }
   ScratchDir dir;
   const uint32_t bs = 4096;
-  const std::string img = make_image(*bin, dir.path(), "4k.img", bs, 64, 8192, {"write /dev/null f"});
+  const std::string img = make_converted_image(*bin, dir.path(), "4k.img", bs, 64, 8192, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
   const uint64_t max = expected_max_size(bs);
   REQUIRE(max == 2194719883264ull);
@@ -424,7 +390,7 @@ TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many t
     return;
   }
   ScratchDir dir;
-  const std::string img = make_image(*bin, dir.path(), "w.img", 1024, 64, 8192,
+  const std::string img = make_converted_image(*bin, dir.path(), "w.img", 1024, 64, 8192,
                                      {"write /dev/null f0", "write /dev/null f1", "write /dev/null f2", "write /dev/null f3"});
   constexpr int kThreads = 4, kOps = 150;
   constexpr size_t kLen = 3000;
@@ -465,7 +431,7 @@ TEST_CASE("engine: reads xattrs that debugfs stored in the inode and in an xattr
   {
     std::ofstream(dir.path() + "/big.val", std::ios::binary) << big_value;
   }
-  const std::string img = make_image(*bin, dir.path(), "x.img", 1024, 64, 8192,
+  const std::string img = make_converted_image(*bin, dir.path(), "x.img", 1024, 64, 8192,
                                      {"write /dev/null x", "ea_set /x user.color red",
                                       "ea_set -f " + dir.path() + "/big.val /x user.big"});
   const uint64_t x = inode_of(img, "/x");

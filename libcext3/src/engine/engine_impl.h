@@ -47,12 +47,13 @@
 // are written in place and revoked (Journal::checkpoint_blocks).
 //
 // ---------------------------------------------------------------- data
-// File data blocks are never cached or journaled. A newly allocated data
-// block is written in place during the op (zero-filled where not written),
-// and the device is flushed before the commit that makes an inode point to
-// it (ordered data). Blocks freed in a transaction that is not yet durable
-// are never reallocated before it is (so a crash cannot leave an old file
-// pointing at new data). Overwrites of allocated blocks go straight to disk.
+// File data blocks are never journaled. An op's data writes are kept as
+// whole-block images in the running transaction's write-back set
+// (data_writeback.cpp); its commit hands them to the journal as ordered
+// data, so a newly allocated block is on the disk before the commit that
+// makes an inode point to it. Blocks freed in
+// a transaction that is not yet durable are never reallocated before it is
+// (so a crash cannot leave an old file pointing at new data).
 #pragma once
 
 #include <ext2fs/ext2_fs.h>
@@ -160,6 +161,10 @@ class Op {
   uint32_t reserved_inode() const { return reserved_ino_; }
   // Dirtied anything yet (retry() after a change is a bug).
   bool changed() const { return !changed_res_.empty() || data_written_; }
+  // A read-only op's last step: give up mu_ and keep the cluster locks, so
+  // slow work that needs only them (disk reads of file data) does not stop
+  // other ops. Nothing cached may be touched after it.
+  void release_mu();
 
  private:
   friend class EngineFs;
@@ -433,6 +438,32 @@ class EngineFs final : public Filesystem {
   Status write_data(Op& op, uint64_t ino, ext2_inode& in, uint64_t offset, std::span<const uint8_t> data);
   // Read up to out.size() bytes (stops at i_size; holes are zeros).
   Result<size_t> read_data(Op& op, uint64_t ino, const ext2_inode& in, uint64_t offset, std::span<uint8_t> out);
+  // read_data in two steps, so the disk reads may run after op.release_mu():
+  // plan_read (mu_ held) fills holes and the blocks with a write-back image
+  // and lists the disk reads; run_reads does them.
+  struct DiskRead {
+    uint64_t phys, count;  // `count` blocks from `phys`
+    uint8_t* dst;          // where bytes [boff, boff + len) of them go
+    uint32_t boff;
+    uint32_t len;
+  };
+  struct ReadPlan {
+    size_t bytes = 0;  // what the read returns (up to i_size)
+    std::vector<DiskRead> reads;
+  };
+  Result<ReadPlan> plan_read(Op& op, uint64_t ino, const ext2_inode& in, uint64_t offset, std::span<uint8_t> out);
+  Status run_reads(const ReadPlan& plan);
+
+  // --- file data write-back (data_writeback.cpp); mu_ held.
+  // A pointer to the running transaction's image of data block `blk`, made
+  // if absent: zeros for a `fresh` block, left as it is when the caller
+  // overwrites it `whole`, else the latest contents (buffered or on disk).
+  // Marks the op as having written data.
+  Result<uint8_t*> data_block_for_write(Op& op, uint64_t blk, bool fresh, bool whole);
+  // The newest buffered image of `blk` (running, else committing), or null.
+  const std::vector<uint8_t>* latest_data_image(uint64_t blk) const;
+  // Data block `blk` was freed: its running image must never be written.
+  void drop_buffered_data(uint64_t blk);
 
   // --- transactions (running_txn.cpp). Not inside an op.
   // Commit the running transaction (if it has anything) and wait until
@@ -466,6 +497,10 @@ class EngineFs final : public Filesystem {
   // running_txn.cpp
   Status commit_locked();  // commit_mu_ held by the caller
   bool running_too_big() const;  // mu_ held
+  // data_writeback.cpp: the running images exceed kDataWritebackLimitBytes
+  // (mu_ held).
+  bool running_data_too_big() const;
+  static constexpr uint64_t kDataWritebackLimitBytes = 32ull << 20;
   void commit_thread_main();
   void stop_commit_thread();
 
@@ -495,9 +530,9 @@ class EngineFs final : public Filesystem {
   Status free_tree(Op& op, uint64_t ino, uint64_t blk, int depth, uint64_t first_lblk, uint64_t from_lblk,
                    bool leaf_meta, bool* now_empty, uint64_t* freed);
   Status free_map_from(Op& op, uint64_t ino, ext2_inode& in, uint64_t from_lblk);
-  // Zero bytes [size, end of its block) of a regular file's block on disk.
-  // Only for bytes past the committed end of file (a grow): a write there
-  // is invisible until the op commits.
+  // Zero bytes [size, end of its block) of a regular file's block (in its
+  // write-back image). Only for bytes past the committed end of file (a
+  // grow): they are invisible until the op commits.
   Status zero_block_tail(Op& op, uint64_t ino, ext2_inode& in, uint64_t size);
   Status collect_groups(Op& op, uint64_t ino, uint64_t blk, int depth, uint64_t first_lblk, uint64_t from_lblk,
                         std::set<uint32_t>* groups);
@@ -523,7 +558,13 @@ class EngineFs final : public Filesystem {
   std::unordered_map<ResKey, std::set<uint64_t>> journaled_by_res_;
   std::set<uint64_t> running_dirty_;     // blocks dirty in the running txn
   std::vector<uint64_t> running_revokes_;
-  bool running_data_written_ = false;    // fresh data blocks written in place: flush before commit
+  // Data write-back (data_writeback.cpp): block -> whole-block image.
+  // running_data_: written by ops since the last commit snapshot.
+  // committing_data_: the snapshot the commit in progress writes; only the
+  // committer (commit_mu_ held) changes it, under mu_, so it may read it
+  // without mu_.
+  std::map<uint64_t, std::vector<uint8_t>> running_data_;
+  std::map<uint64_t, std::vector<uint8_t>> committing_data_;
   uint64_t running_seq_ = 1;             // sequence of the running transaction
   // Blocks freed by a transaction not yet durable -> its sequence.
   std::unordered_map<uint64_t, uint64_t> freed_pending_;

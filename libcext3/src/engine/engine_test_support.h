@@ -6,10 +6,13 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <optional>
 #include <regex>
-#include <memory>
 #include <string>
+#include <vector>
 
 #include "cext3/engine/filesystem.h"
 #include "cext3/file_device.h"
@@ -50,6 +53,48 @@ inline uint64_t debugfs_number(const std::string& img, const std::string& reques
 
 inline uint64_t inode_of(const std::string& img, const std::string& path) {
   return debugfs_number(img, "stat " + path, "Inode: ([0-9]+)");
+}
+
+// mke2fs -t ext3 (`bs`-byte blocks, `group_blocks` per group) of `size_mb`
+// MiB, the debugfs commands (files made before conversion), then
+// clusterify convert --slots 2 with 1 MiB (1 KiB blocks) or 4 MiB journals.
+inline std::string make_converted_image(const std::string& bin, const std::string& dir, const std::string& name,
+                                        uint32_t bs, uint32_t size_mb, uint32_t group_blocks,
+                                        const std::vector<std::string>& debugfs_cmds) {
+  using node::testing::run_command;
+  using node::testing::shell_quote;
+  const std::string img = dir + "/" + name;
+  auto r = run_command("truncate -s " + std::to_string(size_mb) + "M " + shell_quote(img) +
+                       " && mke2fs -q -F -t ext3 -b " + std::to_string(bs) + " -g " + std::to_string(group_blocks) +
+                       " " + shell_quote(img) + " 2>&1");
+  REQUIRE(r.exit_code == 0);
+  if (!debugfs_cmds.empty()) {
+    std::string cmds;
+    for (auto& c : debugfs_cmds) cmds += c + "\n";
+    std::ofstream(dir + "/cmds") << cmds;
+    r = run_command("debugfs -w -f " + shell_quote(dir + "/cmds") + " " + shell_quote(img) + " 2>&1");
+    REQUIRE(r.exit_code == 0);
+  }
+  r = run_command(shell_quote(bin + "/clusterify") + " convert " + shell_quote(img) +
+                  " --slots 2 --journal-size " + std::to_string(bs == 1024 ? 1 : 4) + " --yes 2>&1");
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  return img;
+}
+
+// The physical block debugfs names for logical block `lblk` of `path`.
+inline uint64_t bmap_of(const std::string& img, const std::string& path, uint64_t lblk) {
+  return debugfs_number(img, "bmap " + path + " " + std::to_string(lblk), "^([0-9]+)");
+}
+
+// Bytes of the image file itself.
+inline std::vector<uint8_t> image_bytes(const std::string& img, uint64_t offset, size_t len) {
+  std::ifstream f(img, std::ios::binary);
+  f.seekg(std::streamoff(offset));
+  std::vector<uint8_t> v(len);
+  f.read(reinterpret_cast<char*>(v.data()), std::streamsize(len));
+  REQUIRE(f.gcount() == std::streamsize(len));
+  return v;
 }
 
 // An engine mounted on an image file, with what it needs kept alive.

@@ -1,10 +1,10 @@
 // File data and attributes: read, write, setattr, getattr, statfs.
 //
 // Invariants relied on:
-//  * data blocks go straight to the device (no data cache): a fresh block is
-//    written whole (zero-filled where not written) inside the op, before the
-//    commit that makes the inode point to it (ordered data); another node
-//    reading after our EX left therefore finds the bytes on disk;
+//  * data blocks are written through the write-back set (data_writeback.cpp):
+//    a fresh block's image is zero-filled where not written, and reaches the
+//    disk before the commit that makes the inode point to it (ordered data);
+//    another node reading after our EX left finds the bytes on disk;
 //  * a file never has blocks mapped past i_size (e2fsck would complain), so
 //    a write that fails half-way (ENOSPC) still sets i_size to cover what it
 //    wrote and writes the inode back;
@@ -27,49 +27,79 @@ Status no_such_inode(uint64_t ino) {
 bool inode_in_use(const ext2_inode& in) { return in.i_links_count != 0 && in.i_mode != 0; }
 }  // namespace
 
-Result<size_t> EngineFs::read_data(Op& op, uint64_t ino, const ext2_inode& cin, uint64_t offset, std::span<uint8_t> out) {
+Result<EngineFs::ReadPlan> EngineFs::plan_read(Op& op, uint64_t ino, const ext2_inode& cin, uint64_t offset,
+                                               std::span<uint8_t> out) {
   ext2_inode in = cin;  // bmap without alloc does not change it
+  ReadPlan plan;
   const uint64_t size = inode_size(in);
-  if (offset >= size || out.empty()) return size_t(0);
+  if (offset >= size || out.empty()) return plan;
   const uint64_t n = std::min<uint64_t>(out.size(), size - offset);
+  plan.bytes = size_t(n);
   const uint32_t bs = geo_.block_size;
-  std::vector<uint8_t> bounce;
   uint64_t pos = offset;
   const uint64_t end = offset + n;
   while (pos < end) {
     const uint64_t lblk = pos / bs;
     const uint32_t boff = uint32_t(pos % bs);
+    const uint64_t len = std::min<uint64_t>(bs - boff, end - pos);
     auto phys = bmap(op, ino, in, lblk, false);
     if (!phys.ok()) return phys.status();
     uint8_t* dst = out.data() + (pos - offset);
-    if (boff == 0 && end - pos >= bs) {
-      // Whole blocks: extend over physically contiguous ones (one request).
-      uint64_t count = 1;
-      if (*phys != 0) {
-        while (pos + (count + 1) * bs <= end && count < 256) {
-          auto next = bmap(op, ino, in, lblk + count, false);
-          if (!next.ok()) return next.status();
-          if (*next != *phys + count) break;
-          ++count;
-        }
-        CEXT3_RETURN_IF_ERROR(dev_.read(*phys * bs, dst, count * bs));
-      } else {
-        std::memset(dst, 0, bs);
-      }
-      pos += count * bs;
-      continue;
-    }
-    const uint64_t len = std::min<uint64_t>(bs - boff, end - pos);
+    const std::vector<uint8_t>* img = *phys ? latest_data_image(*phys) : nullptr;
     if (*phys == 0) {
       std::memset(dst, 0, len);
+    } else if (img) {
+      // Not yet written in place: the bytes come from the write-back set.
+      std::memcpy(dst, img->data() + boff, len);
+    } else if (len == bs && !plan.reads.empty()) {
+      // Whole blocks physically contiguous with the previous whole-block
+      // read (and contiguous in `out`) join it: one request.
+      DiskRead& last = plan.reads.back();
+      if (last.boff == 0 && last.len == last.count * bs && last.phys + last.count == *phys &&
+          last.dst + last.len == dst && last.count < 256) {
+        ++last.count;
+        last.len += bs;
+      } else {
+        plan.reads.push_back(DiskRead{*phys, 1, dst, 0, bs});
+      }
     } else {
-      bounce.resize(bs);
-      CEXT3_RETURN_IF_ERROR(dev_.read(*phys * bs, bounce.data(), bs));
-      std::memcpy(dst, bounce.data() + boff, len);
+      plan.reads.push_back(DiskRead{*phys, 1, dst, boff, uint32_t(len)});
     }
     pos += len;
   }
-  return size_t(n);
+  return plan;
+}
+
+Status EngineFs::run_reads(const ReadPlan& plan) {
+  const uint32_t bs = geo_.block_size;
+  std::vector<IoRequest> batch;
+  std::vector<std::vector<uint8_t>> bounce;  // partial blocks: read whole, copy the part
+  bounce.reserve(plan.reads.size());
+  for (const DiskRead& r : plan.reads) {
+    IoRequest q;
+    q.op = IoRequest::Op::kRead;
+    q.offset = r.phys * bs;
+    q.len = r.count * bs;
+    if (r.boff == 0 && r.len == r.count * bs) {
+      q.buf = r.dst;
+    } else {
+      q.buf = bounce.emplace_back(bs).data();
+    }
+    batch.push_back(q);
+  }
+  if (batch.empty()) return Status::OK();
+  CEXT3_RETURN_IF_ERROR(dev_.submit(std::span<IoRequest>(batch)));
+  size_t k = 0;
+  for (const DiskRead& r : plan.reads)
+    if (!(r.boff == 0 && r.len == r.count * bs)) std::memcpy(r.dst, bounce[k++].data() + r.boff, r.len);
+  return Status::OK();
+}
+
+Result<size_t> EngineFs::read_data(Op& op, uint64_t ino, const ext2_inode& in, uint64_t offset, std::span<uint8_t> out) {
+  auto plan = plan_read(op, ino, in, offset, out);
+  if (!plan.ok()) return plan.status();
+  CEXT3_RETURN_IF_ERROR(run_reads(*plan));
+  return plan->bytes;
 }
 
 Status EngineFs::write_data(Op& op, uint64_t ino, ext2_inode& in, uint64_t offset, std::span<const uint8_t> data) {
@@ -82,76 +112,30 @@ Status EngineFs::write_data(Op& op, uint64_t ino, ext2_inode& in, uint64_t offse
   const uint64_t old = inode_size(in);
   const uint32_t bs = geo_.block_size;
   if (offset > old) CEXT3_RETURN_IF_ERROR(zero_block_tail(op, ino, in, old));
-  std::vector<uint8_t> buf(bs);
   uint64_t pos = offset;
   Status failed;
-  // Whole blocks that are physically and in `data` contiguous go out as one
-  // request (run_*); partial blocks are read-modify-written alone.
-  uint64_t run_phys = 0, run_count = 0;
-  const uint8_t* run_src = nullptr;
-  uint64_t run_end_pos = 0;  // file position just past the run
-  auto flush_run = [&]() -> Status {
-    if (run_count == 0) return Status::OK();
-    Status s = dev_.write(run_phys * bs, run_src, run_count * bs);
-    run_count = 0;
-    return s;
-  };
+  // Each block's bytes go into its image in the running transaction's
+  // write-back set (data_writeback.cpp); the commit writes them in place.
   while (pos < end) {
     const uint64_t lblk = pos / bs;
     const uint32_t boff = uint32_t(pos % bs);
     const uint64_t len = std::min<uint64_t>(bs - boff, end - pos);
-    const uint8_t* src = data.data() + (pos - offset);
     bool fresh = false;
     auto phys = bmap(op, ino, in, lblk, true, &fresh);
     if (!phys.ok()) {
       failed = phys.status();
-      // What is already mapped gets its bytes (else a fresh block would
-      // show whatever it held before).
-      Status s = flush_run();
-      if (!s.ok()) failed = s.Annotate("writing data of inode " + std::to_string(ino));
       break;
     }
-    if (fresh) running_data_written_ = true;
-    op.data_written_ = true;
-    Status s;
-    if (len == bs) {
-      if (run_count > 0 && *phys == run_phys + run_count && src == run_src + run_count * bs) {
-        ++run_count;
-      } else {
-        s = flush_run();
-        run_phys = *phys;
-        run_src = src;
-        run_count = 1;
-      }
-      run_end_pos = pos + len;
-    } else {
-      s = flush_run();
-      if (s.ok()) {
-        if (fresh) {
-          std::fill(buf.begin(), buf.end(), 0);
-        } else {
-          s = dev_.read(*phys * bs, buf.data(), bs);
-        }
-      }
-      if (s.ok()) {
-        std::memcpy(buf.data() + boff, src, len);
-        s = dev_.write(*phys * bs, buf.data(), bs);
-      }
-    }
-    if (!s.ok()) {
-      failed = s.Annotate("writing data of inode " + std::to_string(ino));
-      // The blocks are mapped: cover them by i_size so the map stays valid.
+    auto img = data_block_for_write(op, *phys, fresh, len == bs);
+    if (!img.ok()) {
+      failed = img.status().Annotate("writing data of inode " + std::to_string(ino));
+      // The block is mapped: cover it by i_size so the map stays valid
+      // (a fresh block has its zero-filled image; an old one keeps its bytes).
       pos = std::min(end, (lblk + 1) * bs);
       break;
     }
+    std::memcpy(*img + boff, data.data() + (pos - offset), len);
     pos += len;
-  }
-  if (failed.ok()) {
-    Status s = flush_run();
-    if (!s.ok()) failed = s.Annotate("writing data of inode " + std::to_string(ino));
-  } else if (run_count > 0) {
-    // Mapped but maybe unwritten: still covered by i_size (pos >= run end).
-    pos = std::max(pos, run_end_pos);
   }
   if (pos > old) set_inode_size(in, pos);
   in.i_mtime = in.i_ctime = now();
@@ -187,9 +171,15 @@ Result<size_t> EngineFs::read(uint64_t ino, uint64_t offset, std::span<uint8_t> 
     if (!inode_in_use(in)) return no_such_inode(ino);
     if (S_ISDIR(in.i_mode)) return Status::FromErrno(EISDIR, "read of directory inode " + std::to_string(ino));
     if (!S_ISREG(in.i_mode)) return Status::FromErrno(EINVAL, "read of a non-regular inode " + std::to_string(ino));
-    auto r = read_data(op, ino, in, offset, out);
-    if (!r.ok()) return r.status();
-    got = *r;
+    auto plan = plan_read(op, ino, in, offset, out);
+    if (!plan.ok()) return plan.status();
+    // The disk reads run without mu_, so other ops go on meanwhile. The
+    // file cannot change under them: this op holds its inode's lock in PR,
+    // which keeps out writers of every node, this one's included; blocks
+    // with an image in the write-back set were copied by plan_read.
+    op.release_mu();
+    CEXT3_RETURN_IF_ERROR(run_reads(*plan));
+    got = plan->bytes;
     return Status::OK();
   });
   if (!s.ok()) return s;

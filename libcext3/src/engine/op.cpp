@@ -205,6 +205,14 @@ Status Op::begin() {
   }
 }
 
+void Op::release_mu() {
+  assert(!changed());
+  if (!has_mu_) return;
+  fs_.maybe_evict();  // as end() does: the op's cached pointers die here
+  fs_.mu_.unlock();
+  has_mu_ = false;
+}
+
 Status Op::end(Status body) {
   bool big = false;
   if (has_mu_) {

@@ -8,8 +8,9 @@
 //    journal order: a later image of a block never goes to the log before an
 //    earlier one;
 //  * the snapshot is taken under mu_, so it contains whole ops only;
-//  * fresh data blocks an op wrote in place are flushed before the commit
-//    that makes an inode point to them (ordered data);
+//  * the data blocks the transaction's ops wrote (data_writeback.cpp) go to
+//    the journal commit as ordered data: in place and durable before its
+//    commit block;
 //  * before an EX lock leaves, everything this node logged for it is
 //    committed, written in place and revoked (Journal::checkpoint_blocks).
 #include <chrono>
@@ -22,19 +23,21 @@ namespace cext3::engine {
 using locks::LockMode;
 
 bool EngineFs::running_too_big() const {
-  return running_dirty_.size() + running_revokes_.size() / 64 >= commit_threshold_;
+  return running_dirty_.size() + running_revokes_.size() / 64 >= commit_threshold_ || running_data_too_big();
 }
 
 Status EngineFs::commit_locked() {
   journal::Transaction txn;
   uint64_t seq = 0;
-  bool flush_data = false;
+  {
+    std::lock_guard<std::mutex> d(dur_mu_);
+    // After a failed commit nothing more is written: the node must be
+    // recovered (its buffered data stays readable here meanwhile).
+    if (!journal_error_.ok()) return journal_error_;
+  }
   {
     std::lock_guard<std::mutex> g(mu_);
-    if (running_dirty_.empty() && running_revokes_.empty() && !running_data_written_) {
-      std::lock_guard<std::mutex> d(dur_mu_);
-      return journal_error_;
-    }
+    if (running_dirty_.empty() && running_revokes_.empty() && running_data_.empty()) return Status::OK();
     // Revokes first: a block freed and then logged again in the same
     // transaction keeps its new image (Transaction::add_block cancels the
     // revoke); a block freed after being logged was removed from
@@ -46,18 +49,19 @@ Status EngineFs::commit_locked() {
       if (!s.ok()) return s;
       cb.dirty = false;
     }
+    for (const auto& [b, image] : running_data_) {
+      Status s = txn.add_ordered_data(b, image);
+      if (!s.ok()) return s;
+    }
     running_dirty_.clear();
     running_revokes_.clear();
-    flush_data = running_data_written_;
-    running_data_written_ = false;
+    // committing_data_ is empty here: the previous commit cleared it, or
+    // failed and set journal_error_. Reads use it until the commit is done.
+    committing_data_.swap(running_data_);
     seq = running_seq_++;
   }
   Status s;
-  if (flush_data) {
-    s = dev_.flush();
-    if (!s.ok()) s = s.Annotate("flushing file data before a journal commit");
-  }
-  if (s.ok() && !txn.empty()) {
+  if (!txn.empty()) {
     auto r = journal_->commit(std::move(txn));
     if (!r.ok()) s = r.status().Annotate("committing to the slot journal");
   }
@@ -69,6 +73,7 @@ Status EngineFs::commit_locked() {
   }
   {
     std::lock_guard<std::mutex> g(mu_);
+    committing_data_.clear();
     for (auto it = freed_pending_.begin(); it != freed_pending_.end();)
       it = it->second <= seq ? freed_pending_.erase(it) : std::next(it);
   }
@@ -115,9 +120,9 @@ Status EngineFs::commit_and_wait() {
 void EngineFs::commit_thread_main() {
   std::unique_lock<std::mutex> l(mu_);
   while (!stop_commit_thread_) {
-    commit_cv_.wait_for(l, std::chrono::seconds(1));
+    commit_cv_.wait_for(l, opts_.commit_interval);
     if (stop_commit_thread_) break;
-    const bool work = !running_dirty_.empty() || !running_revokes_.empty() || running_data_written_;
+    const bool work = !running_dirty_.empty() || !running_revokes_.empty() || !running_data_.empty();
     if (!work) continue;
     l.unlock();
     (void)commit_and_wait();  // a failure is kept in journal_error_ and refuses later writes

@@ -34,6 +34,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -531,10 +532,11 @@ void FuseMountImpl::create(fuse_req_t req, fuse_ino_t parent, const char* name, 
 }
 
 void FuseMountImpl::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off) {
-  std::vector<uint8_t> buf(size);
-  auto n = fs_.read(to_ext3(ino), static_cast<uint64_t>(off), buf);
+  // Not zero-filled: the engine writes every byte it returns.
+  std::unique_ptr<uint8_t[]> buf(new uint8_t[size]);
+  auto n = fs_.read(to_ext3(ino), static_cast<uint64_t>(off), std::span<uint8_t>(buf.get(), size));
   if (!n.ok()) fuse_reply_err(req, err_of(n.status()));
-  else fuse_reply_buf(req, reinterpret_cast<const char*>(buf.data()), *n);
+  else fuse_reply_buf(req, reinterpret_cast<const char*>(buf.get()), *n);
 }
 
 void FuseMountImpl::write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off,

@@ -119,6 +119,10 @@ struct MountOptions {
   // Group commit window: how long a handle may wait for others to join its
   // commit (0: commit at once). fsync/sync always wait for durability.
   std::chrono::microseconds commit_delay{0};
+  // The commit thread commits the running transaction (its metadata and the
+  // file data written since) this often when nothing else commits it first
+  // (ext3's commit= mount option; its default is 5 s).
+  std::chrono::milliseconds commit_interval{1000};
   LockProvider* locks = nullptr;     // required; must outlive the Filesystem
   bool read_only = false;
   // Every operation is durable when it returns (as if followed by fsync):
