@@ -39,6 +39,7 @@ tar                 tests: tarball extraction through the mount
 diffutils           tests: diff -r of trees
 dbench              benchmarks: mount.sh
 fio                 benchmarks: mount.sh random writes
+bindfs              benchmarks: mount.sh's FUSE floor (a pass-through FUSE mount)
 bc                  benchmarks: ratios
 coreutils           everything
 "

@@ -16,13 +16,18 @@
 # Goals (the mount's brief): one node >= 0.5x the kernel on dbench and on
 # the tarball extraction. Needs root (loop mount, FUSE). Logs are kept in
 # the scratch directory when something fails.
+# The FUSE floor: the same workloads through bindfs, a FUSE file system
+# that only passes each request on to a directory of the kernel's ext3
+# mount. It does no file-system work of its own, so its ratio is what the
+# kernel's FUSE round trips alone leave of the kernel's speed on this
+# machine; "cext3 / floor" is the part of the gap that is cext3's.
 set -uo pipefail
 BUILD=${1:-build}
 BIN=$(cd "$BUILD" && pwd) || { echo "mount bench: no build directory $BUILD"; exit 1; }
 for p in jcoord clusterify; do
   [ -x "$BIN/$p" ] || { echo "mount bench: $BIN/$p not built; run make first"; exit 1; }
 done
-for t in dbench fio tar findmnt; do
+for t in dbench fio tar findmnt bindfs; do
   command -v $t >/dev/null || { echo "mount bench: $t is not installed; run scripts/install-deps.sh"; exit 1; }
 done
 LOADFILE=/usr/share/dbench/client.txt
@@ -38,10 +43,12 @@ DCLIENTS=${DBENCH_CLIENTS:-4}
 FSECS=${FIO_SECONDS:-10}
 KM="$W/kernel"
 CM="$W/cext3"
+FM="$W/floor"
 NODE_PID=""
 FAILED=0
 cleanup() {
   local rc=$?
+  mountpoint -q "$FM" 2>/dev/null && umount "$FM"
   mountpoint -q "$KM" 2>/dev/null && umount "$KM"
   if [ -n "$(findmnt -n -o FSTYPE --mountpoint "$CM" 2>/dev/null)" ]; then umount "$CM" 2>/dev/null || umount -l "$CM"; fi
   [ -n "$NODE_PID" ] && kill -9 "$NODE_PID" 2>/dev/null
@@ -61,6 +68,13 @@ mkdir -p "$KM" "$CM"
 mke2fs -q -F -t ext3 -b 4096 "$W/kernel.img" "$SIZE"
 if ! mount -o loop -t ext3 "$W/kernel.img" "$KM" 2>"$W/mount.err"; then
   echo "mount bench: the kernel reference cannot be loop-mounted: $(head -1 "$W/mount.err"); run as root"
+  exit 1
+fi
+
+# ---- the FUSE floor: bindfs passing everything on to $KM/floor
+mkdir -p "$KM/floor" "$FM"
+if ! bindfs -o allow_other --multithreaded "$KM/floor" "$FM" 2>"$W/bindfs.err"; then
+  echo "mount bench: bindfs cannot mount the FUSE floor: $(head -1 "$W/bindfs.err")"
   exit 1
 fi
 
@@ -137,14 +151,16 @@ run_fio() {  # SIDE DIR
 }
 
 # Back-to-back pairs: the shared disk's cost drifts within minutes on this
-# machine, so each kernel run sits next to its cext3 run.
+# machine, so each kernel run sits next to its floor and cext3 runs.
 for r in $(seq 1 "$PAIRS"); do
   for wl in dbench tar fio; do
     "run_$wl" kernel "$KM"
+    "run_$wl" floor "$FM"
     "run_$wl" cext3 "$CM"
   done
 done
 
+umount "$FM"
 umount "$KM"
 rc=0
 umount "$CM" || rc=$?
@@ -163,13 +179,15 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 v() { awk -v k="$1" '$1 == k {print $2}' "$OUT" | sort -g | awk '{a[NR] = $1} END { if (NR) print a[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "n/a"; else printf "%.2f", a / b }'; }
 echo
-echo "medians of $PAIRS pairs (kernel / cext3):"
-printf '  %-26s %s / %s MB/s\n' "dbench $DCLIENTS clients:" "$(v kernel-dbench)" "$(v cext3-dbench)"
-printf '  %-26s %s / %s s\n' "tar -xf + sync -f:" "$(v kernel-tar-sync)" "$(v cext3-tar-sync)"
-printf '  %-26s %s / %s s\n' "tar -xf alone:" "$(v kernel-tar-only)" "$(v cext3-tar-only)"
-printf '  %-26s %s / %s IOPS\n' "fio 4K randwrite+fsync:" "$(v kernel-fio)" "$(v cext3-fio)"
+echo "medians of $PAIRS runs (kernel / FUSE floor / cext3):"
+printf '  %-26s %s / %s / %s MB/s\n' "dbench $DCLIENTS clients:" "$(v kernel-dbench)" "$(v floor-dbench)" "$(v cext3-dbench)"
+printf '  %-26s %s / %s / %s s\n' "tar -xf + sync -f:" "$(v kernel-tar-sync)" "$(v floor-tar-sync)" "$(v cext3-tar-sync)"
+printf '  %-26s %s / %s / %s s\n' "tar -xf alone:" "$(v kernel-tar-only)" "$(v floor-tar-only)" "$(v cext3-tar-only)"
+printf '  %-26s %s / %s / %s IOPS\n' "fio 4K randwrite+fsync:" "$(v kernel-fio)" "$(v floor-fio)" "$(v cext3-fio)"
 echo "dbench, 1 node / kernel ext3:                 $(ratio "$(v cext3-dbench)" "$(v kernel-dbench)")  (goal >= 0.5)"
 echo "tarball extraction, 1 node / kernel ext3:     $(ratio "$(v kernel-tar-sync)" "$(v cext3-tar-sync)")  (goal >= 0.5; speed = 1/time, tar -xf + sync -f)"
 echo "tar -xf alone, 1 node / kernel ext3:          $(ratio "$(v kernel-tar-only)" "$(v cext3-tar-only)")"
 echo "fio 4K random write + fsync, 1 node / kernel: $(ratio "$(v cext3-fio)" "$(v kernel-fio)")"
+echo "the FUSE floor (bindfs) / kernel ext3:        dbench $(ratio "$(v floor-dbench)" "$(v kernel-dbench)"), tar $(ratio "$(v kernel-tar-sync)" "$(v floor-tar-sync)"), fio $(ratio "$(v floor-fio)" "$(v kernel-fio)")"
+echo "cext3 / the FUSE floor:                       dbench $(ratio "$(v cext3-dbench)" "$(v floor-dbench)"), tar $(ratio "$(v floor-tar-sync)" "$(v cext3-tar-sync)"), fio $(ratio "$(v cext3-fio)" "$(v floor-fio)")"
 exit "$FAILED"
