@@ -6,7 +6,8 @@
 // optimizing the ASan/UBSan-instrumented CLI11 code that each program emits
 // anew. In sanitizer builds, CLI11's own functions are therefore compiled
 // without optimization (they only parse the command line once); they are
-// still fully instrumented and carry debug info, and our code keeps -O2.
+// still fully instrumented and carry line info, and our code keeps the
+// build's optimisation level.
 // That cut the same tool to 26 s. Release builds are unchanged.
 #pragma once
 
