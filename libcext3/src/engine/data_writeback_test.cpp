@@ -18,9 +18,7 @@
 using namespace cext3;
 using namespace cext3::engine;
 using namespace cext3::engine::testing;
-using cext3::node::testing::run_command;
 using cext3::node::testing::ScratchDir;
-using cext3::node::testing::shell_quote;
 
 namespace {
 
@@ -43,31 +41,6 @@ std::vector<uint8_t> slice(const std::vector<uint8_t>& v, size_t off, size_t len
 void put(std::vector<uint8_t>& v, size_t off, const std::vector<uint8_t>& part) {
   if (v.size() < off + part.size()) v.resize(off + part.size(), 0);
   std::copy(part.begin(), part.end(), v.begin() + long(off));
-}
-
-void write_ok(Filesystem& fs, uint64_t ino, uint64_t off, const std::vector<uint8_t>& data) {
-  auto r = fs.write(ino, off, data);
-  INFO("write at " << off << ": " << r.status().ToString());
-  REQUIRE(r.ok());
-  REQUIRE(*r == data.size());
-}
-
-std::vector<uint8_t> read_ok(Filesystem& fs, uint64_t ino, size_t len) {
-  std::vector<uint8_t> v(len + 100);
-  auto r = fs.read(ino, 0, v);
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  v.resize(*r);
-  return v;
-}
-
-std::vector<uint8_t> dumped(const std::string& img, const std::string& dir, const std::string& path) {
-  const std::string out = dir + "/dump.out";
-  auto r = run_command("rm -f " + shell_quote(out) + "; debugfs -R " + shell_quote("dump " + path + " " + out) + " " +
-                       shell_quote(img) + " 2>&1");
-  REQUIRE(r.exit_code == 0);
-  std::ifstream f(out, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
 }
 
 }  // namespace
@@ -103,7 +76,7 @@ TEST_CASE("engine: written data reaches the disk with its commit, reads see it b
   write_ok(*m.fs, ino, bs + 100, part);
   put(want, 0, whole);
   put(want, bs + 100, part);
-  REQUIRE(read_ok(*m.fs, ino, want.size()) == want);
+  REQUIRE(read_all(*m.fs, ino, 0, want.size() + 100) == want);
   REQUIRE(on_disk(0) == slice(old, 0, bs));
   REQUIRE(on_disk(1) == slice(old, bs, bs));
 
@@ -124,7 +97,7 @@ TEST_CASE("engine: written data reaches the disk with its commit, reads see it b
   REQUIRE(on_disk(1) == slice(want, bs, bs));
   REQUIRE(on_disk(2) == slice(old, 2 * bs, bs));
   want.resize(bs);
-  REQUIRE(read_ok(*m.fs, ino, want.size()) == want);
+  REQUIRE(read_all(*m.fs, ino, 0, want.size() + 100) == want);
 
   // Shrink into a block (its tail is zeroed once the shrink is durable),
   // then grow past it with a buffered partial block: the gap reads as zeros.
@@ -135,13 +108,13 @@ TEST_CASE("engine: written data reaches the disk with its commit, reads see it b
   const auto tail = bytes(10, 6);
   write_ok(*m.fs, ino, 5000, tail);
   put(want, 5000, tail);
-  REQUIRE(read_ok(*m.fs, ino, want.size()) == want);
+  REQUIRE(read_all(*m.fs, ino, 0, want.size() + 100) == want);
   const auto far = bytes(3 * bs + 7, 7);
   write_ok(*m.fs, ino, 5 * bs + 1, far);
   put(want, 5 * bs + 1, far);
-  REQUIRE(read_ok(*m.fs, ino, want.size()) == want);
+  REQUIRE(read_all(*m.fs, ino, 0, want.size() + 100) == want);
   REQUIRE(m.fs->unmount().ok());
 
   REQUIRE(fsck(img) == 0);
-  REQUIRE(dumped(img, dir.path(), "/f") == want);
+  REQUIRE(dump_of(img, dir.path(), "/f") == want);
 }

@@ -63,14 +63,6 @@ struct Tools {
 uint64_t size_of(const std::string& img, const std::string& path) {
   return debugfs_number(img, "stat " + path, "Size: ([0-9]+)");
 }
-std::vector<uint8_t> dump_of(const std::string& img, const std::string& dir, const std::string& path) {
-  const std::string out = dir + "/dump.out";
-  auto r = run_command("rm -f " + shell_quote(out) + "; debugfs -R " + shell_quote("dump " + path + " " + out) + " " +
-                       shell_quote(img) + " 2>&1");
-  REQUIRE(r.exit_code == 0);
-  std::ifstream f(out, std::ios::binary);
-  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
-}
 // Bytes [offset, offset+len) of `path` as the image holds them: debugfs
 // names the block of each logical block, the bytes are read straight from
 // the image file (holes must read as zeros).
@@ -99,21 +91,6 @@ Mounted mount_image(const std::string& img, uint32_t slot, LockProvider* locks =
   MountOptions mo;
   mo.sync_ops = sync_ops;
   return mount_engine(img, slot, locks, mo);
-}
-
-void write_ok(Filesystem& fs, uint64_t ino, uint64_t off, const std::vector<uint8_t>& data) {
-  auto r = fs.write(ino, off, data);
-  INFO("write at " << off << ": " << r.status().ToString());
-  REQUIRE(r.ok());
-  REQUIRE(*r == data.size());
-}
-std::vector<uint8_t> read_all(Filesystem& fs, uint64_t ino, uint64_t off, size_t len) {
-  std::vector<uint8_t> v(len);
-  auto r = fs.read(ino, off, v);
-  INFO(r.status().ToString());
-  REQUIRE(r.ok());
-  v.resize(*r);
-  return v;
 }
 
 }  // namespace

@@ -97,6 +97,36 @@ inline std::vector<uint8_t> image_bytes(const std::string& img, uint64_t offset,
   return v;
 }
 
+// `path` as debugfs dumps it from the image (dir: scratch space).
+inline std::vector<uint8_t> dump_of(const std::string& img, const std::string& dir, const std::string& path) {
+  using node::testing::run_command;
+  using node::testing::shell_quote;
+  const std::string out = dir + "/dump.out";
+  auto r = run_command("rm -f " + shell_quote(out) + "; debugfs -R " + shell_quote("dump " + path + " " + out) + " " +
+                       shell_quote(img) + " 2>&1");
+  REQUIRE(r.exit_code == 0);
+  std::ifstream f(out, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+// A write through the engine that must succeed whole.
+inline void write_ok(Filesystem& fs, uint64_t ino, uint64_t off, const std::vector<uint8_t>& data) {
+  auto r = fs.write(ino, off, data);
+  INFO("write at " << off << ": " << r.status().ToString());
+  REQUIRE(r.ok());
+  REQUIRE(*r == data.size());
+}
+
+// Up to `len` bytes from `off` through the engine (fewer at end of file).
+inline std::vector<uint8_t> read_all(Filesystem& fs, uint64_t ino, uint64_t off, size_t len) {
+  std::vector<uint8_t> v(len);
+  auto r = fs.read(ino, off, v);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  v.resize(*r);
+  return v;
+}
+
 // An engine mounted on an image file, with what it needs kept alive.
 struct MountedEngine {
   std::unique_ptr<BlockDevice> dev;
