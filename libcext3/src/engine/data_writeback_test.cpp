@@ -47,11 +47,7 @@ void put(std::vector<uint8_t>& v, size_t off, const std::vector<uint8_t>& part) 
 
 TEST_CASE("engine: written data reaches the disk with its commit, reads see it before, a freed block never gets it",
           "[engine][writeback]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const uint32_t bs = 4096;
   const std::vector<uint8_t> old = bytes(3 * bs, 1);  // what debugfs writes before the conversion

@@ -97,11 +97,7 @@ Mounted mount_image(const std::string& img, uint32_t slot, LockProvider* locks =
 
 TEST_CASE("engine: sparse writes through direct, indirect, double and triple indirect blocks (1 KiB), EFBIG past ext3's limit",
           "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const uint32_t bs = 1024;
   const std::string img = make_converted_image(*bin, dir.path(), "a.img", bs, 64, 8192,
@@ -145,11 +141,7 @@ TEST_CASE("engine: sparse writes through direct, indirect, double and triple ind
 }
 
 TEST_CASE("engine: truncate shrinks and grows a file - e2fsck is clean and the blocks come back", "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_converted_image(*bin, dir.path(), "t.img", 1024, 64, 8192, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
@@ -189,11 +181,7 @@ TEST_CASE("engine: truncate shrinks and grows a file - e2fsck is clean and the b
 
 TEST_CASE("engine: filling the filesystem ends in ENOSPC after borrowing the other slot's groups - e2fsck stays clean",
           "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_converted_image(*bin, dir.path(), "n.img", 1024, 32, 4096, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
@@ -227,11 +215,7 @@ TEST_CASE("engine: filling the filesystem ends in ENOSPC after borrowing the oth
 }
 
 TEST_CASE("engine: sync ops survive a crash - slot recovery replays them and e2fsck is clean", "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img =
       make_converted_image(*bin, dir.path(), "c.img", 1024, 64, 8192, {"write /dev/null f", "write /etc/services g"});
@@ -276,11 +260,7 @@ TEST_CASE("engine: sync ops survive a crash - slot recovery replays them and e2f
 }
 
 TEST_CASE("engine: two nodes on one image stay coherent through lock callbacks", "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_converted_image(*bin, dir.path(), "2.img", 1024, 64, 8192, {"write /dev/null f"});
   const uint64_t f = inode_of(img, "/f");
@@ -329,11 +309,7 @@ TEST_CASE("engine: two nodes on one image stay coherent through lock callbacks",
 }
 
 TEST_CASE("engine: 4 KiB blocks: writes through every map level, EFBIG at ext3's 2 TiB limit", "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const uint32_t bs = 4096;
   const std::string img = make_converted_image(*bin, dir.path(), "4k.img", bs, 64, 8192, {"write /dev/null f"});
@@ -361,11 +337,7 @@ TEST_CASE("engine: 4 KiB blocks: writes through every map level, EFBIG at ext3's
 }
 
 TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many times - e2fsck is clean", "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_converted_image(*bin, dir.path(), "w.img", 1024, 64, 8192,
                                      {"write /dev/null f0", "write /dev/null f1", "write /dev/null f2", "write /dev/null f3"});
@@ -398,11 +370,7 @@ TEST_CASE("engine: concurrent writers with sync ops wrap the slot journal many t
 
 TEST_CASE("engine: reads xattrs that debugfs stored in the inode and in an xattr block",
           "[engine]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string big_value(600, 'v');
   {

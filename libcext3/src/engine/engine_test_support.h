@@ -28,6 +28,14 @@ inline std::optional<std::string> bin_dir() {
   return std::string(b);
 }
 
+// Opens a test case that needs the built programs: declares `bin`, their
+// directory (std::optional<std::string>, always set past this line), or
+// skips the case with a warning outside ctest.
+#define CEXT3_TEST_NEEDS_BIN(bin)                                         \
+  const std::optional<std::string> bin = ::cext3::engine::testing::bin_dir(); \
+  if (!bin) WARN("CEXT3_BIN is not set: skipping (run through ctest)");   \
+  if (!bin) return
+
 // e2fsck -fn's exit code; its output is shown when it is not 0.
 inline int fsck(const std::string& img) {
   auto r = node::testing::run_command("e2fsck -fn " + node::testing::shell_quote(img) + " 2>&1");

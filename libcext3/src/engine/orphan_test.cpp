@@ -137,11 +137,7 @@ bool wait_until(const std::function<bool()>& cond, std::chrono::milliseconds lim
 
 TEST_CASE("orphans: open, unlink, read and write, last release frees it - blocks back, e2fsck clean at every point",
           "[engine][orphan]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_image(*bin, dir.path(), "o.img");
   uint64_t ino = 0;
@@ -190,11 +186,7 @@ TEST_CASE("orphans: open, unlink, read and write, last release frees it - blocks
 
 TEST_CASE("orphans: unlinked on node B while open on node A - A keeps reading and writing, B's scan frees it after A's release",
           "[engine][orphan]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_image(*bin, dir.path(), "ab.img");
   LocalLockCluster cluster;
@@ -243,11 +235,7 @@ TEST_CASE("orphans: unlinked on node B while open on node A - A keeps reading an
 
 TEST_CASE("orphans: a crashed node's orphans - recovery frees the closed ones and adopts the ones still open elsewhere",
           "[engine][orphan]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_image(*bin, dir.path(), "crash.img");
   LocalLockCluster cluster;
@@ -322,11 +310,7 @@ TEST_CASE("orphans: a crashed node's orphans - recovery frees the closed ones an
 }
 
 TEST_CASE("orphans: a crash with an orphan - the slot's next mount frees it", "[engine][orphan]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_image(*bin, dir.path(), "remount.img");
   uint64_t ino = 0;
@@ -365,11 +349,7 @@ TEST_CASE("orphans: a crash with an orphan - the slot's next mount frees it", "[
 }
 
 TEST_CASE("orphans: rmdir of an open directory and rename over an open file", "[engine][orphan]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_image(*bin, dir.path(), "dr.img");
   uint64_t d = 0, old_target = 0, src = 0;

@@ -249,11 +249,7 @@ TEST_CASE("xattr codec: entry and block hashes, ACL formats, name split", "[engi
 
 TEST_CASE("engine xattr: set, replace and remove in the inode body, errors as the kernel gives them",
           "[engine][xattr]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_fs(dir.path(), "i.img", 1024, 256);
   run_debugfs(dir.path(), img, {"write /dev/null f", "sif /f ctime @946684800"});
@@ -295,11 +291,7 @@ TEST_CASE("engine xattr: set, replace and remove in the inode body, errors as th
 
 TEST_CASE("engine xattr: many attributes overflow to a block, big values, the block is freed with its last entry",
           "[engine][xattr]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_fs(dir.path(), "o.img", 4096, 256);
   run_debugfs(dir.path(), img, {"write /dev/null f", "mkdir d"});
@@ -364,11 +356,7 @@ TEST_CASE("engine xattr: many attributes overflow to a block, big values, the bl
 
 TEST_CASE("engine xattr: a shared xattr block is copied on write, its refcount drops, the kernel reads the result",
           "[engine][xattr]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   // 128-byte inodes: every attribute lives in a block.
   const uint32_t bs = 1024;
@@ -463,11 +451,7 @@ TEST_CASE("engine xattr: a shared xattr block is copied on write, its refcount d
 
 TEST_CASE("engine xattr: POSIX ACLs are stored in ext3's format, read back in the VFS format, mode follows",
           "[engine][xattr]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_fs(dir.path(), "a.img", 1024, 256);
   run_debugfs(dir.path(), img, {"write /dev/null f", "write /dev/null plain", "mkdir d", "sif /f mode 0100644",
@@ -533,11 +517,7 @@ TEST_CASE("engine xattr: POSIX ACLs are stored in ext3's format, read back in th
 }
 
 TEST_CASE("engine xattr: two nodes see each other's attribute changes (xab lock, block copied)", "[engine][xattr]") {
-  auto bin = bin_dir();
-  if (!bin) {
-    WARN("CEXT3_BIN is not set: skipping (run through ctest)");
-    return;
-  }
+  CEXT3_TEST_NEEDS_BIN(bin);
   ScratchDir dir;
   const std::string img = make_fs(dir.path(), "n.img", 1024, 128);
   run_debugfs(dir.path(), img, {"write /dev/null f"});
